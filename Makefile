@@ -1,0 +1,34 @@
+# Two commands for users: `make run` and `make test` (see README.md).
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= smoke
+STAMP   := $(VENV)/.tgad-installed
+KERNEL  := tgad-lite
+
+.PHONY: install run test lab bench clean
+
+# Re-installs when the dependency list changes; otherwise a no-op.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (tgad-lite)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m tgad_lite.notebooks run --profile $(PROFILE) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	$(PY) benchmarks/gat_layers.py $(ARGS)
+
+clean:
+	rm -rf runs .pytest_cache
