@@ -1,0 +1,91 @@
+"""GATv2 (Brody, Alon & Yahav, 2022): dynamic attention, on the edge list.
+
+GAT scores ``e_ij = LeakyReLU(a^T [W h_i || W h_j]) = LeakyReLU(a_i . W h_i + a_j . W h_j)``.
+The neighbour's part ``a_j . W h_j`` does not depend on the query node ``i``, and LeakyReLU is
+monotonic, so every node ranks its neighbours in the same order: GAT attention is *static*.
+GATv2 moves the nonlinearity inside, ``e_ij = a^T LeakyReLU(W_r h_i + W_l h_j)``, so the ranking
+can change with the query: *dynamic* attention. Parameter names follow
+``torch_geometric.nn.GATv2Conv`` (``lin_l`` for sources, ``lin_r`` for targets, ``att``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tgad_lite.gat.base import add_self_loops
+from tgad_lite.gat.sparse import neighbourhood_softmax
+
+
+class GATv2Layer(nn.Module):
+    """Edge-list GATv2 layer: ``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` or ``[N, C]``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        add_self_loops: bool = True,
+        bias: bool = True,
+        share_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.concat, self.negative_slope = concat, negative_slope
+        self.dropout, self.input_dropout = dropout, input_dropout
+        self.add_self_loops, self.share_weights = add_self_loops, share_weights
+        self.lin_l = nn.Linear(in_channels, heads * out_channels, bias=bias)
+        self.lin_r = self.lin_l if share_weights else nn.Linear(in_channels, heads * out_channels, bias=bias)
+        self.att = nn.Parameter(torch.empty(1, heads, out_channels))
+        self.bias = nn.Parameter(torch.empty(heads * out_channels if concat else out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.lin_l, self.lin_r):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+        bound = (6.0 / (self.heads + self.out_channels)) ** 0.5
+        nn.init.uniform_(self.att, -bound, bound)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, return_attention: bool = False
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        n, h, c = x.size(0), self.heads, self.out_channels
+        x = F.dropout(x, self.input_dropout, self.training)
+        x_l = self.lin_l(x).view(n, h, c)  # sources j
+        x_r = x_l if self.share_weights else self.lin_r(x).view(n, h, c)  # targets i
+        if self.add_self_loops:
+            edge_index = add_self_loops(edge_index, n)
+        src, dst = edge_index
+        # The nonlinearity sits between the sum and the attention vector: dynamic attention.
+        e = (F.leaky_relu(x_l[src] + x_r[dst], self.negative_slope) * self.att).sum(-1)  # [E, H]
+        alpha = neighbourhood_softmax(e, dst, n)
+        messages = F.dropout(alpha, self.dropout, self.training).unsqueeze(-1) * x_l[src]
+        out = x_l.new_zeros(n, h, c).index_add_(0, dst, messages)
+        out = out.reshape(n, h * c) if self.concat else out.mean(dim=1)
+        if self.bias is not None:
+            out = out + self.bias
+        return (out, (edge_index, alpha)) if return_attention else out
+
+
+def from_pyg(conv: nn.Module, input_dropout: float = 0.0) -> GATv2Layer:
+    """A :class:`GATv2Layer` with the weights and settings of a ``torch_geometric.nn.GATv2Conv``."""
+    if not isinstance(conv.in_channels, int):
+        raise ValueError("bipartite GATv2Conv is not supported; use in_channels=int")
+    if conv.edge_dim is not None or getattr(conv, "res", None) is not None:
+        raise ValueError("GATv2Conv with edge_dim or residual is not modelled by GATv2Layer")
+    layer = GATv2Layer(
+        conv.in_channels, conv.out_channels, heads=conv.heads, concat=conv.concat,
+        negative_slope=conv.negative_slope, dropout=conv.dropout, input_dropout=input_dropout,
+        add_self_loops=conv.add_self_loops, bias=conv.bias is not None, share_weights=conv.share_weights,
+    )
+    layer.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")})
+    return layer.to(conv.att.device)

@@ -1,0 +1,72 @@
+"""The two-layer GAT of the paper, with a switch for which layer implementation runs it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tgad_lite.gat.dense import DenseGATLayer
+from tgad_lite.gat.gatv2 import GATv2Layer
+from tgad_lite.gat.naive import NaiveGATLayer
+from tgad_lite.gat.sparse import SparseGATLayer
+
+
+class PyGGATLayer(nn.Module):
+    """``torch_geometric.nn.GATConv`` behind the same interface (input dropout outside the conv)."""
+
+    def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
+                 dropout: float = 0.0, input_dropout: float = 0.0, **kwargs) -> None:
+        super().__init__()
+        from torch_geometric.nn import GATConv
+
+        self.input_dropout = input_dropout
+        self.conv = GATConv(in_channels, out_channels, heads=heads, concat=concat, dropout=dropout, **kwargs)
+
+    def forward(self, x: Tensor, edge_index: Tensor, return_attention: bool = False):
+        x = F.dropout(x, self.input_dropout, self.training)
+        return self.conv(x, edge_index, return_attention_weights=True if return_attention else None)
+
+
+LAYERS: dict[str, type[nn.Module]] = {
+    "naive": NaiveGATLayer,
+    "dense": DenseGATLayer,
+    "sparse": SparseGATLayer,
+    "gatv2": GATv2Layer,
+    "pyg": PyGGATLayer,
+}
+
+
+class GAT(nn.Module):
+    """Two GAT layers: ``heads`` x ``hidden`` concatenated + ELU, then ``out_heads`` averaged.
+
+    Defaults are the paper's Cora settings (8 heads x 8 features, 1 output head, dropout 0.6 on
+    every layer's input and attention). ``impl`` picks the layer: naive, dense, sparse, gatv2, pyg.
+
+    ``forward(x [N, F], edge_index [2, E]) -> logits [N, num_classes]``; ``x`` may be sparse for
+    the sparse layer.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *, hidden: int = 8, heads: int = 8,
+                 out_heads: int = 1, dropout: float = 0.6, impl: str = "sparse") -> None:
+        super().__init__()
+        if impl not in LAYERS:
+            raise ValueError(f"unknown GAT implementation {impl!r}; choose one of {sorted(LAYERS)}")
+        layer = LAYERS[impl]
+        self.impl = impl
+        self.conv1 = layer(in_channels, hidden, heads=heads, concat=True, dropout=dropout, input_dropout=dropout)
+        self.conv2 = layer(heads * hidden, num_classes, heads=out_heads, concat=False,
+                           dropout=dropout, input_dropout=dropout)
+
+    def forward(self, x: Tensor, edge_index: Tensor | Sequence[Tensor]) -> Tensor:
+        """``edge_index``: one ``[2, E]`` graph, or one edge set per layer (receptive-field pruning)."""
+        e1, e2 = (edge_index, edge_index) if isinstance(edge_index, Tensor) else edge_index
+        return self.conv2(F.elu(self.conv1(x, e1)), e2)
+
+    def forward_with_attention(self, x: Tensor, edge_index: Tensor):
+        """Logits ``[N, K]``, hidden ``[N, heads*hidden]`` and per layer ``(edge_index [2, E'], alpha [E', H])``."""
+        h, att1 = self.conv1(x, edge_index, return_attention=True)
+        h = F.elu(h)
+        out, att2 = self.conv2(h, edge_index, return_attention=True)
+        return out, h, [att1, att2]

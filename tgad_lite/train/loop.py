@@ -1,0 +1,98 @@
+"""A model-agnostic training loop: early stopping, best-on-validation restore, history, progress."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class History:
+    """One record per epoch (``{"epoch", "train_loss", "val_loss", "val_acc", ...}``) plus the outcome."""
+
+    records: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best: dict = field(default_factory=dict)
+    stopped_epoch: int = -1
+
+    def column(self, key: str) -> list[float]:
+        return [r[key] for r in self.records if key in r]
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.records)
+
+
+def fit(
+    model: nn.Module,
+    train_step: Callable[[], Mapping[str, float]],
+    evaluate: Callable[[], Mapping[str, float]],
+    *,
+    max_epochs: int,
+    patience: int,
+    monitor: Mapping[str, str] = {"val_loss": "min", "val_acc": "max"},
+    progress: bool = True,
+    desc: str = "train",
+) -> History:
+    """Train until no monitored validation metric has improved for ``patience`` epochs.
+
+    ``train_step()`` runs one epoch and returns its metrics (e.g. ``{"train_loss": ...}``);
+    ``evaluate()`` returns validation metrics containing every key of ``monitor``
+    (``"min"`` or ``"max"`` each). The stopping rule is the GAT paper's: the patience counter
+    resets when *any* monitored metric improves, and the weights are snapshotted when *all* of them
+    are at least as good as their best so far. Those weights are restored before returning, so the
+    model is the best-on-validation one, never simply the last epoch's.
+
+    Raises ``FloatingPointError`` (after restoring the best weights seen) if a loss turns NaN/inf.
+    """
+    if max_epochs < 1 or patience < 1:
+        raise ValueError(f"max_epochs and patience must be >= 1, got {max_epochs} and {patience}")
+    for key, mode in monitor.items():
+        if mode not in ("min", "max"):
+            raise ValueError(f"monitor[{key!r}] must be 'min' or 'max', got {mode!r}")
+    sign = {k: (1.0 if m == "max" else -1.0) for k, m in monitor.items()}
+    best_seen = {k: -math.inf for k in monitor}  # in "higher is better" units
+    best_state = copy.deepcopy(model.state_dict())
+    history = History()
+    waited = 0
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        record = {"epoch": epoch, **{k: float(v) for k, v in train_step().items()}}
+        model.eval()
+        with torch.no_grad():
+            record.update({k: float(v) for k, v in evaluate().items()})
+        history.records.append(record)
+        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            model.load_state_dict(best_state)
+            raise FloatingPointError(
+                f"{', '.join(bad)} became non-finite at epoch {epoch}; the best weights so far "
+                f"(epoch {history.best_epoch}) were restored. Lower the learning rate or check the inputs."
+            )
+        missing = [k for k in monitor if k not in record]
+        if missing:
+            raise KeyError(f"evaluate() did not return the monitored metric(s) {missing}; it returned {sorted(record)}")
+        scores = {k: sign[k] * record[k] for k in monitor}
+        if any(scores[k] > best_seen[k] for k in monitor) or history.best_epoch < 0:
+            if all(scores[k] >= best_seen[k] for k in monitor):
+                best_state = copy.deepcopy(model.state_dict())
+                history.best_epoch, history.best = epoch, dict(record)
+            best_seen = {k: max(best_seen[k], scores[k]) for k in monitor}
+            waited = 0
+        else:
+            waited += 1
+        if progress:
+            bar.set_postfix({k: f"{record[k]:.4f}" for k in monitor}, refresh=False)
+        if waited >= patience:
+            break
+    history.stopped_epoch = epoch
+    model.load_state_dict(best_state)
+    return history
