@@ -1,0 +1,64 @@
+"""Project hygiene: environment.yml and pyproject.toml agree; importing the package has no side effects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pip_section(text: str) -> list[str]:
+    lines, inside = [], False
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if line.strip() == "- pip:":
+            inside = True
+            continue
+        if inside and line.strip().startswith("- "):
+            lines.append(line.strip()[2:].strip())
+        elif inside and line.strip():
+            break
+    return lines
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    conda = [d for d in _pip_section((REPO / "environment.yml").read_text()) if d != "-e ."]
+    assert sorted(conda) == sorted(declared)
+    assert "torch==2.13.0" in declared
+
+
+def test_importing_tgad_lite_has_no_side_effects(tmp_path):
+    code = (
+        "import os, sys, json, random\n"
+        "state = random.getstate()\n"
+        "import tgad_lite, tgad_lite.data, tgad_lite.gat, tgad_lite.train, tgad_lite.metrics, "
+        "tgad_lite.viz, tgad_lite.notebooks, tgad_lite.repro\n"
+        "import tgad_lite.data.microservices\n"
+        "print(json.dumps({'files': sorted(os.listdir('.')), 'random_untouched': random.getstate() == state,"
+        " 'mpl_backend_set': 'matplotlib.pyplot' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"files": [], "random_untouched": True, "mpl_backend_set": False}
+
+
+def test_notebooks_are_committed_without_outputs_and_with_parameters():
+    import nbformat
+
+    paths = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert paths, "no notebooks found"
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+        for name in ("profile", "seed", "output_dir"):
+            assert f"{name} =" in tagged[0].source, f"{path.name}'s parameters cell lacks {name}"
+        assert nb.metadata["kernelspec"]["name"] == "tgad-lite"
