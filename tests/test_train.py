@@ -81,3 +81,29 @@ def test_short_cora_training_clearly_beats_chance(data_mirror, monkeypatch, tmp_
     # Chance is 1/7 (14%) and the majority class 32%; 60 epochs reach ~75-80%.
     assert result.test_acc > 0.65
     assert result.history.best_epoch >= 1 and len(result.history.records) == 60
+
+
+def test_checkpoint_round_trip_and_refusal_of_a_mismatched_config(tmp_path):
+    from tgad_lite.gat import GAT
+    from tgad_lite.train import CheckpointMismatchError, load_checkpoint, save_checkpoint
+
+    config = {"in_channels": 6, "num_classes": 3, "hidden": 4, "heads": 2, "impl": "sparse"}
+    build = lambda c: GAT(c["in_channels"], c["num_classes"], hidden=c["hidden"], heads=c["heads"], impl=c["impl"])
+    trained = build(config)
+    path = save_checkpoint(tmp_path / "gat.pt", trained, config, metrics={"val_acc": 0.5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gat.pt"]  # no temporary left behind
+
+    fresh = build(config)
+    meta = load_checkpoint(path, fresh, config)
+    assert meta["metrics"] == {"val_acc": 0.5} and meta["config"] == config
+    for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)
+
+    other = dict(config, heads=4)
+    untouched = build(other)
+    before = [t.clone() for t in untouched.state_dict().values()]
+    with pytest.raises(CheckpointMismatchError, match=r"heads: checkpoint 2 vs now 4"):
+        load_checkpoint(path, untouched, other)
+    assert all(torch.equal(a, b) for a, b in zip(before, untouched.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        load_checkpoint(tmp_path / "missing.pt", fresh, config)
