@@ -317,6 +317,11 @@ def test_cora_from_the_real_mirror_caches_outside_it(monkeypatch, data):
     assert Path(dataset.processed_dir) == data / "Cora" / "processed"
     assert np.allclose(dataset[0].x.sum(1).numpy(), 1.0)  # normalised features
     assert load_cora(normalize_features=False)[0].x.max() == 1.0
+    from tgad_lite.data.cora import CORA_CLASS_SIZES, CORA_CLASSES
+
+    # The label-id -> topic table is pinned by the class sizes of the original cora.content.
+    assert tuple(np.bincount(dataset[0].y.numpy()).tolist()) == CORA_CLASS_SIZES
+    assert CORA_CLASSES[CORA_CLASS_SIZES.index(818)] == "Neural_Networks"
 
 
 @needs_mirror

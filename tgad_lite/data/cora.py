@@ -9,6 +9,12 @@ from torch_geometric.datasets import Planetoid
 
 from tgad_lite.data.fetch import ReadOnlyRawMixin, RemoteFile, Transport, data_dir, resolve
 
+# Topic of each label id 0..6. Planetoid keeps the order of the original cora.content file, not
+# alphabetical order; the class sizes (351, 217, 418, 818, 426, 298, 180) pin it down.
+CORA_CLASSES = ("Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks",
+                "Probabilistic_Methods", "Case_Based", "Rule_Learning")
+CORA_CLASS_SIZES = (351, 217, 418, 818, 426, 298, 180)
+
 CORA_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 CORA_SHA256 = {
     "allx": "9419ba2f26f5c35243db64aba110e0f35a04851609e0dc5433450676ca6b8543",
