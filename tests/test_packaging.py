@@ -62,3 +62,20 @@ def test_notebooks_are_committed_without_outputs_and_with_parameters():
         for name in ("profile", "seed", "output_dir"):
             assert f"{name} =" in tagged[0].source, f"{path.name}'s parameters cell lacks {name}"
         assert nb.metadata["kernelspec"]["name"] == "tgad-lite"
+
+
+def test_every_parameter_line_is_seen_by_papermill():
+    """papermill drops a parameter whose help comment contains '='; the runner would then reject it."""
+    import re
+
+    import nbformat
+
+    from tgad_lite.notebooks import notebook_parameters
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        written = re.findall(r"^([A-Za-z_]\w*)\s*=", cell.source, flags=re.M)
+        specs = notebook_parameters(path)
+        assert sorted(specs) == sorted(written), f"{path.name}: papermill sees {sorted(specs)}"
+        assert all(spec.help for spec in specs.values()), f"{path.name}: every parameter needs a # help comment"
