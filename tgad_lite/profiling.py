@@ -124,11 +124,9 @@ def _native_stderr_muted() -> Iterator[None]:
     Some torch builds log two lines to native stderr each time the profiler starts and stops,
     which would bury a benchmark's output; only profiler start/stop run inside this.
     """
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # e.g. a notebook's captured stream: nothing to mute
-        yield
-        return
+    # Descriptor 2 itself, not sys.stderr.fileno(): in a Jupyter kernel sys.stderr is a captured
+    # stream without a descriptor, while the C++ logging still writes to fd 2.
+    fd = 2
     sys.stderr.flush()
     saved = os.dup(fd)
     try:

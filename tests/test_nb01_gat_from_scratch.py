@@ -1,0 +1,118 @@
+"""Notebook 01 (GAT from scratch) in the smoke profile: agreement, scaling, Cora, GAT vs GATv2.
+
+Wall-clock speed is not asserted here (timings depend on the machine and its load; the benchmark
+checks speed). Memory, agreement, receptive-field sizes and the lookup accuracies are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tgad_lite.profiling import dense_attention_bytes
+
+pytestmark = pytest.mark.notebook
+
+CORA_VARIANTS = ("GATConv", "sparse (dense x)", "sparse + SparseFeatures", "+ receptive field")
+
+
+@pytest.fixture(scope="module")
+def run(run_notebook_once, data_mirror):
+    if data_mirror is None or not (data_mirror / "Cora" / "raw").is_dir():
+        pytest.skip("needs the real Cora raw files in $TGAD_DATA_MIRROR (or ../shared/data)")
+    return run_notebook_once("01_gat_from_scratch")
+
+
+@pytest.fixture(scope="module")
+def m(run):
+    return run.metrics["metrics"]
+
+
+def _slope(x, y) -> float:
+    """Least-squares slope of log y against log x."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+def test_three_implementations_agree_with_gatconv_in_float64(m):
+    for key in ("max_abs_diff_output", "max_abs_diff_attention", "max_abs_diff_grad"):
+        assert 0.0 <= m[key] < 1e-10, key
+
+
+def test_dense_memory_is_quadratic_in_n_and_sparse_linear_in_e(run, m):
+    prof = m["profiling"]
+    dense, skipped = prof["dense"], prof["dense_skipped"]
+    assert len(dense["nodes"]) >= 3
+    assert 1.6 < _slope(dense["nodes"], dense["mb"]) < 2.4
+    for impl in ("sparse", "pyg"):
+        r = prof[impl]
+        assert len(r["edges"]) >= 3 and r["edges"] == sorted(r["edges"])
+        assert 0.7 < _slope(r["edges"], r["mb"]) < 1.3, impl
+    # The dense layer's measured peak is its [H, N, N] tensors, as dense_attention_bytes predicts.
+    for n, mb in zip(dense["nodes"], dense["mb"]):
+        assert 0.9 < mb * 1e6 / dense_attention_bytes(n, prof["heads"]) < 1.3, n
+    # Dense runs exactly where it fits the budget and is skipped (not run, not crashed) elsewhere.
+    params = run.metrics["params"]
+    budget = params["dense_budget_gb"] * 2**30
+    assert skipped["nodes"], "the smoke profile should show where dense stops"
+    assert all(dense_attention_bytes(n, prof["heads"]) <= budget for n in dense["nodes"])
+    assert all(dense_attention_bytes(n, prof["heads"]) > budget for n in skipped["nodes"])
+    assert sorted(dense["nodes"] + skipped["nodes"]) == sorted(params["sweep_nodes"])
+    assert skipped["gib_needed"] == pytest.approx([dense_attention_bytes(n, prof["heads"]) / 2**30
+                                                  for n in skipped["nodes"]])
+    for impl in ("naive", "dense", "sparse", "pyg"):
+        r = prof[impl]
+        assert r["nodes"] and len(r["nodes"]) == len(r["ms"]) == len(r["mb"]) == len(r["edges"])
+        assert all(v > 0 for v in r["ms"] + r["mb"]), impl
+
+
+def test_cora_receptive_field_sizes_are_exact(m, data_mirror, monkeypatch):
+    import torch
+
+    from tgad_lite.data import load_cora
+    from tgad_lite.gat import receptive_field
+
+    monkeypatch.setenv("TGAD_DATA_MIRROR", str(data_mirror))
+    data = load_cora()[0]  # the processed cache the notebook has just written: no reprocessing
+    rf = receptive_field(data.edge_index, data.train_mask, 2, data.num_nodes)
+    assert (m["cora_nodes"], m["cora_edges"], m["cora_train_nodes"]) == (data.num_nodes, data.num_edges, 140)
+    assert m["rf_nodes"] == rf.nodes.numel() and m["rf_layer_edges"] == rf.num_edges
+    # The same sets from first principles: layer 2 needs the edges into the targets, layer 1 the
+    # edges into the targets' in-neighbours (and the targets), the input the sources of those.
+    src, dst = data.edge_index
+    hop0 = data.train_mask
+    hop1 = hop0.clone()
+    hop1[src[hop0[dst]]] = True
+    hop2 = hop1.clone()
+    hop2[src[hop1[dst]]] = True
+    assert m["rf_layer_edges"] == [int(hop1[dst].sum()), int(hop0[dst].sum())]
+    assert m["rf_one_hop_nodes"] == int(hop1.sum()) and m["rf_nodes"] == int(hop2.sum())
+    assert m["rf_nodes"] < m["cora_nodes"] and m["rf_layer_edges"][1] < m["rf_layer_edges"][0] < m["cora_edges"]
+    assert torch.equal(rf.nodes[rf.targets], data.train_mask.nonzero().view(-1))
+    # The pruned training forward pass gave the full graph's loss and gradients (eval mode).
+    assert m["rf_max_abs_diff_loss"] < 1e-5 and m["rf_max_abs_diff_grad"] < 1e-5
+
+
+def test_cora_step_times_and_ratios_are_recorded(m):
+    ms = m["cora_step_ms"]
+    assert set(ms) == set(CORA_VARIANTS) and all(v > 0 for v in ms.values())
+    assert m["cora_ratio_sparse"] == pytest.approx(ms["sparse + SparseFeatures"] / ms["GATConv"])
+    assert m["cora_ratio_receptive_field"] == pytest.approx(ms["+ receptive field"] / ms["GATConv"])
+    assert m["cora_ratio_sparse_dense_x"] > 0
+    assert m["cora_gatconv_top_op"].startswith("aten::") and 0 < m["cora_gatconv_top_op_share"] <= 1
+
+
+def test_gatv2_solves_dictionary_lookup_and_gat_stays_near_chance(m):
+    k = m["lookup_k"]
+    assert k >= 4
+    assert m["gatv2_lookup_acc"] >= 0.9
+    assert m["gat_lookup_acc"] <= 1 / k + 0.1
+    assert m["gatv2_lookup_acc"] - m["gat_lookup_acc"] > 0.5
+
+
+def test_figures_and_metadata_are_written(run):
+    folder = run.output_notebook.parent
+    for name in ("profiling_sweep", "cora_step_time", "lookup_accuracy", "lookup_attention"):
+        png = folder / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert run.metrics["params"]["profile"] == "smoke"
+    assert run.metrics["seed"] == 0 and run.metrics["runtime_s"] > 0
