@@ -74,13 +74,14 @@ class Row:
 
 
 def make_step(impl: str, x: Any, edge_index: Any, targets: torch.Tensor, y: torch.Tensor,
-              in_channels: int, num_classes: int, *, seed: int) -> Callable[[], float]:
+              in_channels: int, num_classes: int, *, seed: int,
+              num_targets: list[int] | None = None) -> Callable[[], float]:
     """A paper-settings GAT with implementation ``impl`` and its Adam step, as a callable."""
     with torch.random.fork_rng():  # same initial weights from run to run; the global RNG is left alone
         torch.manual_seed(seed)
         model = GAT(in_channels, num_classes, impl=impl, **PAPER_MODEL)
     optimizer = torch.optim.Adam(model.parameters(), **PAPER_ADAM)
-    return train_step_fn(model, x, edge_index, targets, y, optimizer)
+    return train_step_fn(model, x, edge_index, targets, y, optimizer, num_targets=num_targets)
 
 
 def cora_cases(data: Any, *, include_naive: bool, seed: int = 0) -> list[Case]:
@@ -91,7 +92,7 @@ def cora_cases(data: Any, *, include_naive: bool, seed: int = 0) -> list[Case]:
     x_sparse = SparseFeatures(data.x)
     rf = receptive_field(data.edge_index, data.train_mask, 2, n)
     rf_step = make_step("sparse", rf.select(x_sparse), rf.layer_edges, rf.targets, data.y[rf.nodes], f, k,
-                        seed=seed)
+                        seed=seed, num_targets=rf.layer_targets)
     naive = (Case("naive", make_step("naive", data.x, data.edge_index, *common, seed=seed),
                   note="1 step, no warm-up; memory not profiled", once=True)
              if include_naive else

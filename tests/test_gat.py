@@ -165,13 +165,19 @@ def test_receptive_field_training_forward_is_exact():
     rf = receptive_field(ei, targets, 2, n)
     assert torch.equal(rf.nodes[rf.targets], targets)
     assert rf.nodes.numel() < n and rf.num_edges[1] < rf.num_edges[0] < ei.size(1)
-    pruned = model(rf.select(x), rf.layer_edges)[rf.targets]
-    torch.testing.assert_close(pruned, full)
+    assert rf.layer_targets[1] == targets.numel() < rf.layer_targets[0] < rf.nodes.numel()
     g_full = torch.autograd.grad(full.square().sum(), list(model.parameters()))
-    pruned = model(rf.select(x), rf.layer_edges)[rf.targets]
-    g_pruned = torch.autograd.grad(pruned.square().sum(), list(model.parameters()))
-    for a, b in zip(g_pruned, g_full):
-        torch.testing.assert_close(a, b)
+    for impl in ("sparse", "dense", "naive"):
+        twin = GAT(10, 3, hidden=4, heads=2, impl=impl).eval()
+        twin.load_state_dict(model.state_dict())
+        for sizes in (None, rf.layer_targets):  # whole subgraph, or only the rows each layer needs
+            pruned = twin(rf.select(x), rf.layer_edges, sizes)
+            assert pruned.shape[0] == (rf.nodes.numel() if sizes is None else targets.numel())
+            pruned = pruned[rf.targets]
+            torch.testing.assert_close(pruned, full)
+            g_pruned = torch.autograd.grad(pruned.square().sum(), list(twin.parameters()))
+            for a, b in zip(g_pruned, g_full):
+                torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("impl", ["naive", "dense", "sparse", "gatv2", "pyg"])
@@ -196,3 +202,5 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="bipartite"):
         NaiveGATLayer.from_pyg(GATConv((3, 4), 2))
     assert isinstance(DenseGATLayer(3, 2), torch.nn.Module)
+    with pytest.raises(ValueError, match="beyond the first 2"):
+        SparseGATLayer(3, 2)(torch.randn(5, 3), torch.tensor([[0, 1], [1, 4]]), num_targets=2)

@@ -220,12 +220,14 @@ def train_step_fn(
     targets: Tensor,
     y: Tensor,
     optimizer: torch.optim.Optimizer,
+    num_targets: Sequence[int] | None = None,
 ) -> Callable[[], float]:
     """A zero-argument callable running one training step; it returns the loss as a float.
 
     ``model(x, edge_index) -> logits [N, K]``; ``targets`` (``[N]`` bool mask or ``[t]`` indices)
     picks the output rows the cross-entropy is taken on, against ``y [N]`` at the same rows. For a
-    receptive field pass ``rf.select(x)``, ``rf.layer_edges``, ``rf.targets`` and ``y[rf.nodes]``.
+    receptive field pass ``rf.select(x)``, ``rf.layer_edges``, ``rf.targets``, ``y[rf.nodes]`` and
+    ``num_targets=rf.layer_targets`` (then ``model(x, edge_index, num_targets)`` is called).
     """
     if targets.dtype == torch.bool:
         if targets.size(0) != y.size(0):
@@ -238,7 +240,7 @@ def train_step_fn(
     def step() -> float:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        out = model(x, edge_index)
+        out = model(x, edge_index) if num_targets is None else model(x, edge_index, num_targets)
         loss = F.cross_entropy(out[targets], y_targets)
         loss.backward()
         optimizer.step()

@@ -14,19 +14,28 @@ from torch import Tensor, nn
 from tgad_lite.gat.sparse_features import SparseFeatures, bernoulli_free_dropout
 
 
-def add_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Drop existing self loops and add exactly one per node (as GATConv does).
+def add_self_loops(edge_index: Tensor, num_nodes: int, num_targets: int | None = None) -> Tensor:
+    """Drop existing self loops and add exactly one per target node (as GATConv does).
 
     ``edge_index`` is ``[2, E]`` with row 0 the source ``j`` and row 1 the target ``i`` of a
-    message ``j -> i``; the result is ``[2, E' + N]`` with the self loops last.
+    message ``j -> i``; the result is ``[2, E' + T]`` with the self loops last. Targets are the
+    first ``num_targets`` of the ``num_nodes`` nodes (default: all of them).
     """
+    num_targets = num_nodes if num_targets is None else num_targets
     if edge_index.numel() and int(edge_index.max()) >= num_nodes:
         raise ValueError(
             f"edge_index refers to node {int(edge_index.max())} but x has only {num_nodes} rows; "
             "pass the node features of the whole graph or relabel the edges"
         )
+    if not 0 <= num_targets <= num_nodes:
+        raise ValueError(f"num_targets must lie in 0..{num_nodes} (the rows of x), got {num_targets}")
+    if edge_index.numel() and int(edge_index[1].max()) >= num_targets:
+        raise ValueError(
+            f"an edge points into node {int(edge_index[1].max())}, beyond the first {num_targets} "
+            "(target) nodes; order nodes targets first, as receptive_field() does"
+        )
     keep = edge_index[0] != edge_index[1]
-    loops = torch.arange(num_nodes, device=edge_index.device).repeat(2, 1)
+    loops = torch.arange(num_targets, device=edge_index.device).repeat(2, 1)
     return torch.cat([edge_index[:, keep], loops], dim=1)
 
 
@@ -102,10 +111,11 @@ class GATLayerBase(nn.Module):
         return h.view(-1, self.heads, self.out_channels)
 
     def _finish(self, out: Tensor, x: Tensor | SparseFeatures) -> Tensor:
-        """``[N, H, C]`` -> concat or mean over heads, then residual and bias."""
+        """``[T, H, C]`` -> concat or mean over heads, then residual (from ``x``'s first T rows) and bias."""
         out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
         if self.res is not None:
-            out = out + (x.matmul(self.res.weight.t()) if isinstance(x, SparseFeatures) else self.res(x))
+            res = x.matmul(self.res.weight.t()) if isinstance(x, SparseFeatures) else self.res(x)
+            out = out + res[: out.size(0)]
         if self.bias is not None:
             out = out + self.bias
         return out

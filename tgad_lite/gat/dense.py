@@ -23,7 +23,7 @@ class DenseGATLayer(GATLayerBase):
     """Dense masked GAT layer. Same constructor and parameters as :class:`GATLayerBase`."""
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False
+        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean)."""
         n = x.size(0)
@@ -46,7 +46,7 @@ class DenseGATLayer(GATLayerBase):
         alpha_dropped = F.dropout(alpha, self.dropout, self.training)
         out = torch.bmm(alpha_dropped, wh.transpose(0, 1))  # [H, N, N] @ [H, N, C] -> [H, N, C]
 
-        out = self._finish(out.transpose(0, 1), x_in)
+        out = self._finish(out.transpose(0, 1), x_in)[:num_targets]  # see NaiveGATLayer on num_targets
         if not return_attention:
             return out
         edge_alpha = alpha[:, edge_index[1], edge_index[0]].t()  # [E', H]

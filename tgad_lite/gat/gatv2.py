@@ -56,8 +56,9 @@ class GATv2Layer(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False
+        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``num_targets``: return only the first ``T`` rows (all are computed)."""
         n, h, c = x.size(0), self.heads, self.out_channels
         x = F.dropout(x, self.input_dropout, self.training)
         x_l = self.lin_l(x).view(n, h, c)  # sources j
@@ -73,6 +74,7 @@ class GATv2Layer(nn.Module):
         out = out.reshape(n, h * c) if self.concat else out.mean(dim=1)
         if self.bias is not None:
             out = out + self.bias
+        out = out[:num_targets]
         return (out, (edge_index, alpha)) if return_attention else out
 
 

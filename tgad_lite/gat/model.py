@@ -24,9 +24,12 @@ class PyGGATLayer(nn.Module):
         self.input_dropout = input_dropout
         self.conv = GATConv(in_channels, out_channels, heads=heads, concat=concat, dropout=dropout, **kwargs)
 
-    def forward(self, x: Tensor, edge_index: Tensor, return_attention: bool = False):
+    def forward(self, x: Tensor, edge_index: Tensor, return_attention: bool = False,
+                num_targets: int | None = None):
         x = F.dropout(x, self.input_dropout, self.training)
-        return self.conv(x, edge_index, return_attention_weights=True if return_attention else None)
+        if return_attention:
+            return self.conv(x, edge_index, return_attention_weights=True)
+        return self.conv(x, edge_index)[:num_targets]
 
 
 LAYERS: dict[str, type[nn.Module]] = {
@@ -59,10 +62,17 @@ class GAT(nn.Module):
         self.conv2 = layer(heads * hidden, num_classes, heads=out_heads, concat=False,
                            dropout=dropout, input_dropout=dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor | Sequence[Tensor]) -> Tensor:
-        """``edge_index``: one ``[2, E]`` graph, or one edge set per layer (receptive-field pruning)."""
+    def forward(self, x: Tensor, edge_index: Tensor | Sequence[Tensor],
+                num_targets: Sequence[int] | None = None) -> Tensor:
+        """``edge_index``: one ``[2, E]`` graph, or one edge set per layer (receptive-field pruning).
+
+        ``num_targets``: per layer, how many leading nodes that layer must output (a
+        :class:`~tgad_lite.gat.ReceptiveField`'s ``layer_targets``); the result is then
+        ``[num_targets[-1], num_classes]``.
+        """
         e1, e2 = (edge_index, edge_index) if isinstance(edge_index, Tensor) else edge_index
-        return self.conv2(F.elu(self.conv1(x, e1)), e2)
+        t1, t2 = (None, None) if num_targets is None else num_targets
+        return self.conv2(F.elu(self.conv1(x, e1, num_targets=t1)), e2, num_targets=t2)
 
     def forward_with_attention(self, x: Tensor, edge_index: Tensor):
         """Logits ``[N, K]``, hidden ``[N, heads*hidden]`` and per layer ``(edge_index [2, E'], alpha [E', H])``."""

@@ -23,7 +23,7 @@ class NaiveGATLayer(GATLayerBase):
     """Per-node GAT layer. Same constructor and parameters as :class:`GATLayerBase`."""
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False
+        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x [N, F]``, ``edge_index [2, E]`` (source j -> target i) -> ``[N, H*C]`` or ``[N, C]``.
 
@@ -52,7 +52,9 @@ class NaiveGATLayer(GATLayerBase):
             alpha = F.dropout(alpha, self.dropout, self.training)
             out[i] = (alpha.unsqueeze(-1) * wh_j).sum(dim=0)  # (3)
 
-        out = self._finish(out, x_in)
+        # num_targets (receptive-field pruning) is an optimisation only the sparse layer makes;
+        # here every node is computed and the first num_targets rows are returned.
+        out = self._finish(out, x_in)[:num_targets]
         return (out, (edge_index, alphas)) if return_attention else out
 
 

@@ -20,15 +20,18 @@ from torch import Tensor
 class ReceptiveField:
     """What ``num_layers`` message-passing layers need to compute outputs at some target nodes.
 
-    ``nodes [n]``: original ids of the kept nodes, targets first; ``targets [t]``: positions of the
-    targets in ``nodes``; ``layer_edges``: per layer, ``[2, e_l]`` edges relabelled to ``0..n-1``
-    (layer ``l`` gets the edges into nodes within ``num_layers - 1 - l`` hops of the targets).
-    Pass ``layer_edges`` to a model whose ``forward`` accepts one edge set per layer.
+    ``nodes [n]``: original ids of the kept nodes, targets first, then by hop distance;
+    ``targets [t]``: positions of the targets in ``nodes`` (``0..t-1``); ``layer_edges``: per
+    layer, ``[2, e_l]`` edges relabelled to ``0..n-1`` (layer ``l`` gets the edges into nodes
+    within ``num_layers - 1 - l`` hops of the targets); ``layer_targets``: per layer, how many
+    leading nodes it must output (those same nodes: the next layer reads nothing else).
+    Use as ``model(rf.select(x), rf.layer_edges, rf.layer_targets)[rf.targets]``.
     """
 
     nodes: Tensor
     targets: Tensor
     layer_edges: list[Tensor]
+    layer_targets: list[int]
 
     def select(self, x):
         """Rows of ``x [N, F]`` (dense, or :class:`SparseFeatures`) for the kept nodes: ``[n, F]``."""
@@ -66,8 +69,10 @@ def receptive_field(edge_index: Tensor, targets: Tensor, num_layers: int, num_no
     nodes = torch.cat([targets, others])
     relabel = torch.full((num_nodes,), -1, dtype=torch.long)
     relabel[nodes] = torch.arange(nodes.numel())
-    layer_edges = []
+    layer_edges, layer_targets = [], []
     for layer in range(num_layers):
         into = hop[dst] <= num_layers - 1 - layer
         layer_edges.append(relabel[edge_index[:, into]])
-    return ReceptiveField(nodes=nodes, targets=torch.arange(targets.numel()), layer_edges=layer_edges)
+        layer_targets.append(int((hop[nodes] <= num_layers - 1 - layer).sum()))
+    return ReceptiveField(nodes=nodes, targets=torch.arange(targets.numel()), layer_edges=layer_edges,
+                          layer_targets=layer_targets)

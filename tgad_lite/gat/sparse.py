@@ -39,24 +39,30 @@ class SparseGATLayer(GATLayerBase):
     """
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False
+        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean)."""
+        """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean).
+
+        ``num_targets``: compute only the first ``T`` nodes' outputs (``[T, ...]``); every edge
+        must point into them. A receptive field lists its nodes targets first, so each layer
+        of a pruned forward pass skips the rows the next layer never reads.
+        """
         n = x.size(0)
+        t = n if num_targets is None else num_targets
         x_in = self._dropout_input(x)
         wh = self._project(x_in)  # [N, H, C]
         if self.add_self_loops:
-            edge_index = add_self_loops(edge_index, n)
+            edge_index = add_self_loops(edge_index, n, t)
         src, dst = edge_index
 
         s_src = (wh * self.att_src).sum(-1)  # [N, H]  a_j . W h_j
-        s_dst = (wh * self.att_dst).sum(-1)  # [N, H]  a_i . W h_i
+        s_dst = (wh[:t] * self.att_dst).sum(-1)  # [T, H]  a_i . W h_i, targets only
         # index_select, not wh[src]: same values, but its backward is a fast index_add.
         e = F.leaky_relu(s_src.index_select(0, src) + s_dst.index_select(0, dst), self.negative_slope)
-        alpha = neighbourhood_softmax(e, dst, n)  # [E, H], one coefficient per edge and head
+        alpha = neighbourhood_softmax(e, dst, t)  # [E, H], one coefficient per edge and head
         alpha_dropped = bernoulli_free_dropout(alpha, self.dropout, self.training)
         messages = alpha_dropped.unsqueeze(-1) * wh.index_select(0, src)  # [E, H, C]
-        out = wh.new_zeros(n, self.heads, self.out_channels).index_add_(0, dst, messages)
+        out = wh.new_zeros(t, self.heads, self.out_channels).index_add_(0, dst, messages)
 
         out = self._finish(out, x_in)
         return (out, (edge_index, alpha)) if return_attention else out

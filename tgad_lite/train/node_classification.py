@@ -44,18 +44,21 @@ def train_node_classifier(
     ``x [N, F]`` (dense or sparse), ``edge_index [2, E]``, ``y [N]``, masks ``[N]`` bool.
     ``train_graph``: an optional :class:`tgad_lite.gat.ReceptiveField` of the training nodes;
     the training forward pass then runs on its per-layer edge sets only (same loss and
-    gradients, less work; ``model`` must accept a list of edge sets). Evaluation always runs on the full graph. The best-on-validation weights are restored.
+    gradients, less work; ``model(x, layer_edges, layer_targets)`` must accept them, as
+    :class:`tgad_lite.gat.GAT` does). Evaluation always runs on the full graph. The best-on-validation weights are restored.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if train_graph is not None:
         x_train, ei_train, out_idx = train_graph.select(x), train_graph.layer_edges, train_graph.targets
+        forward_args = (train_graph.layer_targets,)
         y_train = y[train_graph.nodes[train_graph.targets]]
     else:
         x_train, ei_train, out_idx, y_train = x, edge_index, train_mask.nonzero().view(-1), y[train_mask]
+        forward_args = ()
 
     def train_step() -> dict:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x_train, ei_train)[out_idx], y_train)
+        loss = F.cross_entropy(model(x_train, ei_train, *forward_args)[out_idx], y_train)
         loss.backward()
         optimizer.step()
         return {"train_loss": loss.item()}
