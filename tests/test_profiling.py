@@ -295,3 +295,19 @@ def test_benchmark_main_prints_and_writes_json(bench, tmp_path, capsys):
     assert [c["status"] for c in record["checks"]] == ["SKIPPED", "SKIPPED"]
     printed = capsys.readouterr().out
     assert "torch threads" in printed and "random N=120" in printed and "SKIPPED" in printed
+
+
+def test_native_stderr_filter_drops_profiler_noise_and_keeps_everything_else():
+    import subprocess
+
+    code = (
+        "import os\n"
+        "from tgad_lite.profiling import _native_stderr_filtered\n"
+        "with _native_stderr_filtered():\n"
+        "    os.write(2, b'[W] Memory block of unknown size was allocated before the profiling started\\n')\n"
+        "    os.write(2, b'USDT:2026 profiler_start\\n')\n"
+        "    os.write(2, b'a real error\\n')\n"
+        "os.write(2, b'after\\n')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "a real error\nafter\n"

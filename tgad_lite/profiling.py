@@ -13,6 +13,7 @@ import contextlib
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -117,25 +118,37 @@ def time_call(
                             max_time_s=max_time_s)["fn"]
 
 
-@contextlib.contextmanager
-def _native_stderr_muted() -> Iterator[None]:
-    """Silence file descriptor 2 (C++ logging) for the duration; Python's ``sys.stderr`` is flushed first.
+# Lines torch's C++ side logs around profiling that say nothing about the user's code.
+_PROFILER_NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
 
-    Some torch builds log two lines to native stderr each time the profiler starts and stops,
-    which would bury a benchmark's output; only profiler start/stop run inside this.
+
+@contextlib.contextmanager
+def _native_stderr_filtered(drop: tuple[str, ...] = _PROFILER_NOISE) -> Iterator[None]:
+    """Capture file descriptor 2 (C++ logging) for the duration, then re-emit every line but ``drop``'s.
+
+    Some torch builds log a line to native stderr each time the profiler starts and stops, and
+    one when a block allocated before profiling is freed during it; that would bury a
+    benchmark's table or a runner's one-line-per-notebook report. Anything else written to
+    fd 2 meanwhile (a Python warning in a terminal, a real C++ error) is written back afterwards.
     """
     # Descriptor 2 itself, not sys.stderr.fileno(): in a Jupyter kernel sys.stderr is a captured
     # stream without a descriptor, while the C++ logging still writes to fd 2.
     fd = 2
     sys.stderr.flush()
     saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
             yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(pattern in line for pattern in drop)]
+            if kept:
+                os.write(fd, "".join(kept).encode())
 
 
 def _cpu_allocation_events(prof: torch.profiler.profile) -> list[tuple[int, int, int]]:
@@ -203,12 +216,11 @@ def peak_memory(fn: Callable[[], Any], *, device: str | torch.device = "cpu", wa
     if device.type != "cpu":
         raise ValueError(f"peak_memory measures 'cpu' or 'cuda' devices, got {device.type!r}")
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
-    with _native_stderr_muted():
+    with _native_stderr_filtered():
         prof.start()
-    try:
-        fn()
-    finally:
-        with _native_stderr_muted():
+        try:
+            fn()
+        finally:
             prof.stop()
     return _peak_live_bytes(_cpu_allocation_events(prof))
 
