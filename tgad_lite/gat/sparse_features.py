@@ -24,7 +24,8 @@ def bernoulli_free_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """
     if not training or p == 0.0:
         return x
-    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+    # One float mask holding 0 or 1/(1-p), scaled in place: one multiply forward and backward.
+    return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class _SparseMatmul(torch.autograd.Function):
