@@ -44,6 +44,23 @@ def test_restores_the_epoch_where_both_metrics_were_best_and_stops_on_patience()
     assert history.column("val_loss") == losses[:8]
 
 
+def test_restore_on_best_validation_accuracy_breaks_ties_by_loss():
+    model = Scalar()
+    # The paper's rule locks in epoch 2 (the last epoch where loss and accuracy were both at
+    # their best); selecting on accuracy restores epoch 5, the tie with epoch 4 won by its loss.
+    losses = [1.0, 0.5, 0.6, 0.7, 0.65, 0.9, 0.9, 0.9]
+    accs = [0.1, 0.5, 0.6, 0.7, 0.7, 0.5, 0.5, 0.5]
+    paper = fit(model, *scripted(model, losses, accs), max_epochs=8, patience=3, progress=False)
+    assert paper.best_epoch == 2 and model.w.item() == 2.0
+    model = Scalar()
+    by_acc = fit(model, *scripted(model, losses, accs), max_epochs=8, patience=3, restore="val_acc",
+                 progress=False)
+    assert by_acc.best_epoch == 5 and model.w.item() == 5.0
+    assert by_acc.best["val_acc"] == 0.7 and by_acc.stopped_epoch == paper.stopped_epoch == 8
+    with pytest.raises(ValueError, match="restore must be 'all' or one of the monitored"):
+        fit(model, *scripted(model, losses, accs), max_epochs=2, patience=1, restore="acc", progress=False)
+
+
 def test_non_finite_loss_raises_and_restores_best_weights():
     model = Scalar()
     losses = [1.0, 0.5, float("nan"), 0.1]

@@ -38,6 +38,7 @@ def fit(
     max_epochs: int,
     patience: int,
     monitor: Mapping[str, str] = {"val_loss": "min", "val_acc": "max"},
+    restore: str = "all",
     progress: bool = True,
     desc: str = "train",
 ) -> History:
@@ -46,9 +47,14 @@ def fit(
     ``train_step()`` runs one epoch and returns its metrics (e.g. ``{"train_loss": ...}``);
     ``evaluate()`` returns validation metrics containing every key of ``monitor``
     (``"min"`` or ``"max"`` each). The stopping rule is the GAT paper's: the patience counter
-    resets when *any* monitored metric improves, and the weights are snapshotted when *all* of them
-    are at least as good as their best so far. Those weights are restored before returning, so the
-    model is the best-on-validation one, never simply the last epoch's.
+    resets when *any* monitored metric improves. Which epoch's weights are restored at the end
+    (never simply the last epoch's) is ``restore``:
+
+    - ``"all"`` (the paper's code): the last epoch at which *all* monitored metrics were at least
+      as good as their best so far. Once the best loss and the best accuracy fall on different
+      epochs, no later epoch qualifies, so this can keep an early, under-trained snapshot.
+    - a monitored key, e.g. ``"val_acc"``: the epoch with the best value of that metric, ties
+      broken by the other monitored metrics in order (lexicographic).
 
     Raises ``FloatingPointError`` (after restoring the best weights seen) if a loss turns NaN/inf.
     """
@@ -57,8 +63,12 @@ def fit(
     for key, mode in monitor.items():
         if mode not in ("min", "max"):
             raise ValueError(f"monitor[{key!r}] must be 'min' or 'max', got {mode!r}")
+    if restore != "all" and restore not in monitor:
+        raise ValueError(f"restore must be 'all' or one of the monitored metrics {list(monitor)}, got {restore!r}")
     sign = {k: (1.0 if m == "max" else -1.0) for k, m in monitor.items()}
     best_seen = {k: -math.inf for k in monitor}  # in "higher is better" units
+    order = [] if restore == "all" else [restore, *(k for k in monitor if k != restore)]
+    best_key: tuple[float, ...] = tuple(-math.inf for _ in order)
     best_state = copy.deepcopy(model.state_dict())
     history = History()
     waited = 0
@@ -81,10 +91,17 @@ def fit(
         if missing:
             raise KeyError(f"evaluate() did not return the monitored metric(s) {missing}; it returned {sorted(record)}")
         scores = {k: sign[k] * record[k] for k in monitor}
-        if any(scores[k] > best_seen[k] for k in monitor) or history.best_epoch < 0:
-            if all(scores[k] >= best_seen[k] for k in monitor):
-                best_state = copy.deepcopy(model.state_dict())
-                history.best_epoch, history.best = epoch, dict(record)
+        if order:
+            key = tuple(scores[k] for k in order)
+            snapshot = key > best_key or history.best_epoch < 0
+            best_key = max(best_key, key)
+        else:
+            snapshot = all(scores[k] >= best_seen[k] for k in monitor) or history.best_epoch < 0
+        if snapshot:
+            best_state = copy.deepcopy(model.state_dict())
+            history.best_epoch, history.best = epoch, dict(record)
+        # As in the paper's code, matching a best value (>=) also resets the patience counter.
+        if any(scores[k] >= best_seen[k] for k in monitor):
             best_seen = {k: max(best_seen[k], scores[k]) for k in monitor}
             waited = 0
         else:

@@ -36,6 +36,7 @@ def train_node_classifier(
     weight_decay: float = 5e-4,
     max_epochs: int = 100_000,
     patience: int = 100,
+    restore: str = "val_acc",
     train_graph=None,
     progress: bool = True,
 ) -> NodeClassificationResult:
@@ -45,7 +46,10 @@ def train_node_classifier(
     ``train_graph``: an optional :class:`tgad_lite.gat.ReceptiveField` of the training nodes;
     the training forward pass then runs on its per-layer edge sets only (same loss and
     gradients, less work; ``model(x, layer_edges, layer_targets)`` must accept them, as
-    :class:`tgad_lite.gat.GAT` does). Evaluation always runs on the full graph. The best-on-validation weights are restored.
+    :class:`tgad_lite.gat.GAT` does). Evaluation always runs on the full graph.
+    ``restore`` picks the weights kept at the end (see :func:`tgad_lite.train.fit`): by default
+    those of the epoch with the best validation accuracy, ties broken by lower validation loss;
+    ``"all"`` is the GAT paper's rule.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if train_graph is not None:
@@ -71,7 +75,8 @@ def train_node_classifier(
             "train_acc": masked_accuracy(logits, y, train_mask),
         }
 
-    history = fit(model, train_step, evaluate, max_epochs=max_epochs, patience=patience, progress=progress)
+    history = fit(model, train_step, evaluate, max_epochs=max_epochs, patience=patience, restore=restore,
+                  progress=progress)
     model.eval()
     with torch.no_grad():
         logits = model(x, edge_index)
