@@ -9,8 +9,8 @@ from torch_geometric.datasets import Planetoid
 
 from tgad_lite.data.fetch import ReadOnlyRawMixin, RemoteFile, Transport, data_dir, resolve
 
-# Topic of each label id 0..6. Planetoid keeps the order of the original cora.content file, not
-# alphabetical order; the class sizes (351, 217, 418, 818, 426, 298, 180) pin it down.
+# Topic of each label id 0..6, in Planetoid's order (Yang et al. 2016): neither alphabetical nor
+# the order in which topics first appear in cora.content. The class sizes pin it down.
 CORA_CLASSES = ("Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks",
                 "Probabilistic_Methods", "Case_Based", "Rule_Learning")
 CORA_CLASS_SIZES = (351, 217, 418, 818, 426, 298, 180)

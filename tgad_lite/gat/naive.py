@@ -1,10 +1,12 @@
 """GAT layer, node by node: a line-by-line transcription of the paper's equations.
 
-For every node ``i`` with neighbourhood ``N(i)`` (its in-neighbours plus itself) and every head:
+For every node ``i`` with neighbourhood ``N(i)`` (its in-neighbours plus itself) and every head
+(the step numbers of notebook 01):
 
-    e_ij     = LeakyReLU(a^T [W h_i || W h_j])          (1) raw score of neighbour j for node i
-    alpha_ij = exp(e_ij) / sum_{k in N(i)} exp(e_ik)     (2) softmax over the neighbourhood
-    h'_i     = sum_{j in N(i)} alpha_ij W h_j            (3) attention-weighted sum
+    z_j      = W h_j                                     (1) shared linear projection
+    e_ij     = LeakyReLU(a^T [z_i || z_j])               (2) raw score of neighbour j for node i
+    alpha_ij = exp(e_ij) / sum_{k in N(i)} exp(e_ik)     (3) softmax over the neighbourhood
+    h'_i     = sum_{j in N(i)} alpha_ij z_j              (4) attention-weighted sum
 
 A Python loop over nodes: clear, slow (use it on graphs of a few hundred nodes). It is the
 reference the ``dense`` and ``sparse`` layers are checked against.
@@ -32,7 +34,7 @@ class NaiveGATLayer(GATLayerBase):
         """
         n = x.size(0)
         x_in = self._dropout_input(x)
-        wh = self._project(x_in)  # [N, H, C]
+        wh = self._project(x_in)  # (1): [N, H, C]
         if self.add_self_loops:
             edge_index = add_self_loops(edge_index, n)
         a = torch.cat([self.att_dst, self.att_src], dim=-1)[0]  # [H, 2C]: a = [a_i || a_j]
@@ -46,11 +48,11 @@ class NaiveGATLayer(GATLayerBase):
             nbrs = edge_index[0, edge_ids]
             wh_i = wh[i].expand(len(nbrs), -1, -1)  # [deg, H, C]
             wh_j = wh[nbrs]  # [deg, H, C]
-            e = F.leaky_relu((torch.cat([wh_i, wh_j], dim=-1) * a).sum(-1), self.negative_slope)  # (1)
-            alpha = torch.softmax(e, dim=0)  # (2): over the neighbours, separately per head
+            e = F.leaky_relu((torch.cat([wh_i, wh_j], dim=-1) * a).sum(-1), self.negative_slope)  # (2)
+            alpha = torch.softmax(e, dim=0)  # (3): over the neighbours, separately per head
             alphas[edge_ids] = alpha
             alpha = F.dropout(alpha, self.dropout, self.training)
-            out[i] = (alpha.unsqueeze(-1) * wh_j).sum(dim=0)  # (3)
+            out[i] = (alpha.unsqueeze(-1) * wh_j).sum(dim=0)  # (4)
 
         # num_targets (receptive-field pruning) is an optimisation only the sparse layer makes;
         # here every node is computed and the first num_targets rows are returned.
