@@ -6,7 +6,7 @@ PROFILE ?= smoke
 STAMP   := $(VENV)/.tgad-installed
 KERNEL  := tgad-lite
 
-.PHONY: install run test lab bench clean
+.PHONY: install run test lint lab bench clean
 
 # Re-installs when the dependency list changes; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -23,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# ruff: lint rules and the format check, both configured in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
