@@ -1,23 +1,36 @@
-"""Shared fixtures: execute a notebook of the collection once per test session."""
+"""Shared fixtures: the real data mirror, checked at start-up, and notebook runs once per session."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:  # tests/_mirror.py, whatever pytest's import mode
+    sys.path.insert(0, str(TESTS))
+from _mirror import MirrorError, check_mirror  # noqa: E402
+
+REPO = TESTS.parent
 NOTEBOOKS = REPO / "notebooks"
-DEFAULT_MIRROR = REPO.parent / "shared" / "data"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A set but missing or incomplete ``$TGAD_DATA_MIRROR`` fails the run before any test: the
+    tests on real data would otherwise skip and the run pass without touching real data."""
+    try:
+        check_mirror(os.environ)
+    except MirrorError as exc:
+        pytest.exit(str(exc), returncode=1)
 
 
 @pytest.fixture(scope="session")
 def data_mirror() -> Path | None:
-    """The read-only data mirror ($TGAD_DATA_MIRROR, else ../shared/data when present)."""
-    env = os.environ.get("TGAD_DATA_MIRROR")
-    path = Path(env).resolve() if env else DEFAULT_MIRROR
-    return path if path.is_dir() else None
+    """The read-only data mirror: ``$TGAD_DATA_MIRROR`` as an absolute Path (complete, since the
+    session start checked it), or None when the variable is unset (tests on real data skip)."""
+    return check_mirror(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +45,12 @@ def run_notebook_once(tmp_path_factory, data_mirror):
     def run(name: str, **params):
         key = (name, tuple(sorted(params.items())))
         if key not in cache:
-            if data_mirror is not None:
-                os.environ.setdefault("TGAD_DATA_MIRROR", str(data_mirror))
-            result = run_notebook(NOTEBOOKS / f"{name}.ipynb", out_root / f"{name}-{len(cache)}",
-                                  profile="smoke", parameters=params or None)
+            result = run_notebook(
+                NOTEBOOKS / f"{name}.ipynb",
+                out_root / f"{name}-{len(cache)}",
+                profile="smoke",
+                parameters=params or None,
+            )
             assert result.ok, f"{name} failed: {result.error} (executed copy: {result.output_notebook})"
             cache[key] = result
         return cache[key]

@@ -8,20 +8,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _mirror import check_mirror
 
 from tgad_lite.data import (
-    DataFormatError,
     SMD_MACHINES,
+    DataFormatError,
     load_cora,
     load_ppi,
     load_smd,
     load_telemanom,
-    mirror_dir,
     write_ppi_standin,
     write_smd_standin,
     write_telemanom_standin,
@@ -31,18 +32,11 @@ from tgad_lite.data.ppi import PPI_URL
 from tgad_lite.data.smd import smd_files
 from tgad_lite.data.telemanom import TELEMANOM_LABELS_URL, TELEMANOM_ZIP_URL
 
-
-def _real_mirror() -> Path | None:
-    """The read-only mirror of real raw files ($TGAD_DATA_MIRROR as CI sets it, or the shared one)."""
-    for candidate in (mirror_dir(), Path("/work/shared/data")):
-        if candidate is not None and all((candidate / "Cora" / f.path).is_file() for f in CORA_FILES):
-            return candidate
-    return None
-
-
-REAL_MIRROR = _real_mirror()
+# $TGAD_DATA_MIRROR is the one switch: unset, these tests skip; set, conftest has already
+# failed the run unless the folder holds every file they need.
+REAL_MIRROR = check_mirror(os.environ)
 needs_mirror = pytest.mark.skipif(
-    REAL_MIRROR is None, reason="no real data mirror (set TGAD_DATA_MIRROR to a folder with Cora/raw and MSL/)"
+    REAL_MIRROR is None, reason="TGAD_DATA_MIRROR is unset (CI: ../shared/data, a folder with Cora/raw and MSL/)"
 )
 
 
@@ -152,7 +146,7 @@ def test_smd_standin_shapes_labels_and_zero_based_interpretation(smd_root):
     lines = (smd_root / "SMD" / "interpretation_label" / "machine-2-3.txt").read_text().split()
     assert len(m.interpretation) == len(lines) == 3
     covered = np.zeros(400, dtype=np.int64)
-    for event, line in zip(m.interpretation, lines):
+    for event, line in zip(m.interpretation, lines, strict=True):
         span, numbers = line.split(":")
         assert (event.start, event.end) == tuple(int(v) for v in span.split("-"))
         assert event.features == tuple(int(v) - 1 for v in numbers.split(","))  # 1-based -> 0-based
@@ -213,7 +207,7 @@ def test_smd_unknown_machine_lists_valid_names(smd_root):
 
 @pytest.fixture
 def smap_root(tmp_path) -> Path:
-    write_telemanom_standin(tmp_path, "SMAP", ("P-1", "A-1", "P-2", "E-1"), n_features=6)
+    write_telemanom_standin(tmp_path, "SMAP", ("P-1", "A-1", "P-2", "E-1"))
     return tmp_path
 
 
@@ -227,12 +221,12 @@ def test_telemanom_concatenates_sorted_channels_without_p2(smap_root):
     np.testing.assert_array_equal(d.train, np.concatenate(trains).astype(np.float32))
     assert d.test_boundaries.tolist() == [0, len(tests[0]), len(tests[0]) + len(tests[1])]
     assert d.train_boundaries.tolist() == [0, len(trains[0]), len(trains[0]) + len(trains[1])]
-    assert d.test.shape[1] == 6 and d.test_labels.shape == (len(d.test),)
+    assert d.test.shape[1] == 25 and d.test_labels.shape == (len(d.test),)
     # Labels rebuilt from the csv: inclusive ranges, shifted to concatenated coordinates.
     with open(folder / "labeled_anomalies.csv", newline="") as f:
         ranges = {r["chan_id"]: json.loads(r["anomaly_sequences"]) for r in csv.DictReader(f)}
     expected = np.zeros(len(d.test), dtype=np.int64)
-    for chan, offset in zip(d.channels, d.test_boundaries):
+    for chan, offset in zip(d.channels, d.test_boundaries, strict=True):
         for start, end in ranges[chan]:
             expected[offset + start : offset + end + 1] = 1
     assert ranges["P-1"][0][1] - ranges["P-1"][0][0] == 4  # a 5-row range, both ends labelled
@@ -262,7 +256,7 @@ def test_telemanom_bad_files_raise_format_errors(smap_root, fault):
         expected = "channel P-1 has num_values 101 but test/P-1.npy has 100 rows"
     else:
         np.save(folder / "train" / "P-1.npy", np.zeros((80, 5)))
-        expected = "has 5 features, expected 6"
+        expected = f"{folder / 'train' / 'P-1.npy'}: shape [80, 5], expected [T, 25]"
     with pytest.raises(DataFormatError) as err:
         load_telemanom("SMAP", root=smap_root)
     assert expected in str(err.value)
@@ -270,8 +264,8 @@ def test_telemanom_bad_files_raise_format_errors(smap_root, fault):
 
 def test_telemanom_download_extracts_only_the_requested_spacecraft(tmp_path, data):
     src = tmp_path / "src"
-    write_telemanom_standin(src, "MSL", ("M-1", "C-1"), n_features=4)
-    write_telemanom_standin(src, "SMAP", ("P-1",), n_features=3)
+    write_telemanom_standin(src, "MSL", ("M-1", "C-1"))
+    write_telemanom_standin(src, "SMAP", ("P-1",))
     # The real archive: data/{train,test}/<chan>.npy for every channel of both spacecraft.
     archive = zip_files(
         {"data/" + p.relative_to(src / sc).as_posix(): p for sc in ("MSL", "SMAP") for p in (src / sc).rglob("*.npy")}
@@ -282,7 +276,7 @@ def test_telemanom_download_extracts_only_the_requested_spacecraft(tmp_path, dat
     calls = []
     transport = serve({TELEMANOM_ZIP_URL: archive, TELEMANOM_LABELS_URL: labels.encode()}, calls)
     d = load_telemanom("MSL", transport=transport)
-    assert d.channels == ["C-1", "M-1"] and d.test.shape[1] == 4
+    assert d.channels == ["C-1", "M-1"] and d.test.shape[1] == 55
     assert calls == [TELEMANOM_LABELS_URL, TELEMANOM_ZIP_URL]
     assert sorted(p.name for p in (data / "MSL" / "test").iterdir()) == ["C-1.npy", "M-1.npy"]
     assert not (data / "SMAP").exists()

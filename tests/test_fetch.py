@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tgad_lite.data import fetch
+from tgad_lite.data.checksums import CACHE_NAME
 from tgad_lite.data.fetch import (
     DataFormatError,
     DataUnavailableError,
@@ -56,10 +57,12 @@ def offline(url: str):
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every path under ``folder`` with size and mtime: a snapshot to prove nothing changed."""
+    """Every path under ``folder`` with size and mtime: a snapshot to prove nothing changed.
+    The digest cache (a record of what was checked, not data) is left out."""
     return {
         str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(folder.rglob("*"))
+        if p.name != CACHE_NAME
     }
 
 
@@ -273,13 +276,157 @@ def test_archive_member_checksum_is_checked(dirs):
     assert list(data.iterdir()) == []
 
 
-def test_download_failing_halfway_keeps_finished_files_and_reports_the_rest(dirs):
+def test_download_failing_halfway_keeps_nothing_and_lists_every_file_still_needed(dirs):
     data, _ = dirs
     net = FakeNet({A.url: BLOBS[A.url]})  # B's URL is unreachable
     with pytest.raises(DataUnavailableError) as err:
         resolve("Toy", [A, B], transport=net)
-    assert B.url in str(err.value) and A.url not in str(err.value)
-    assert (data / "Toy" / A.path).read_bytes() == BLOBS[A.url]  # complete and kept
-    assert net.calls == [A.url, B.url]
+    msg = str(err.value)
+    assert net.calls == [A.url, B.url] and f"{B.url} unreachable" in msg
+    # All or nothing: A arrived but a set without B is useless, so it was not kept; both are
+    # reported, since neither is in the data folder or the mirror.
+    assert f"{A.path} <- {A.url}" in msg and f"{B.path} <- {B.url}" in msg and "nothing was kept" in msg
+    assert list(data.iterdir()) == []
     resolve("Toy", [A, B], transport=FakeNet(BLOBS))
     assert (data / "Toy" / B.path).read_bytes() == BLOBS[B.url]
+
+
+MANY = [RemoteFile(f"train/c{i:02d}.npy", f"https://example.org/c{i:02d}.npy") for i in range(54)]
+
+
+def test_copy_from_a_partial_mirror_is_all_or_nothing_with_an_exact_missing_list(dirs):
+    """The issue's case: the mirror held 53 of 54 files, the copy stopped at the absent one and
+    left 53 copies behind, and the error listed files that the mirror did hold."""
+    data, mirror = dirs
+    for f in MANY[:20] + MANY[21:]:
+        put(mirror / "Big", f, f.path.encode())
+    before = tree(mirror)
+    with pytest.raises(DataUnavailableError) as err:
+        resolve("Big", MANY, transport=offline)
+    msg = str(err.value)
+    listed = [line.split(" <- ")[0].strip() for line in msg.splitlines() if line.startswith("  ") and " <- " in line]
+    assert listed == [MANY[20].path]  # exactly the one file in neither place
+    assert "1 file(s) missing" in msg and "the 53 file(s) the mirror holds are copied once the rest" in msg
+    assert tree(data) == {} and tree(mirror) == before
+    # Once the missing file is reachable, the whole set lands at once.
+    folder = resolve("Big", MANY, transport=FakeNet({MANY[20].url: b"late"}))
+    assert folder == data / "Big" and len(list((folder / "train").iterdir())) == 54
+
+
+def test_interrupted_copy_leaves_nothing(dirs):
+    data, mirror = dirs
+    put(mirror / "Toy", A, b"mirror copy")
+    with pytest.raises(KeyboardInterrupt):
+        resolve("Toy", [A, B], transport=FakeNet(BLOBS, fail_after=1000, exc=KeyboardInterrupt()))
+    assert list(data.iterdir()) == []
+
+
+DIGEST_A = hashlib.sha256(BLOBS[A.url]).hexdigest()
+A_SUM = RemoteFile(A.path, A.url, sha256=DIGEST_A)
+
+
+def _count_hashing(monkeypatch) -> list[Path]:
+    from tgad_lite.data import checksums
+
+    hashed: list[Path] = []
+    real = checksums.sha256_of
+    monkeypatch.setattr(checksums, "sha256_of", lambda p: hashed.append(Path(p)) or real(p))
+    return hashed
+
+
+def test_data_folder_files_are_verified_on_every_use_and_the_check_is_cached(dirs, monkeypatch):
+    from tgad_lite.data import checksums
+
+    data, _ = dirs
+    path = put(data / "Toy", A_SUM, BLOBS[A.url])
+    hashed = _count_hashing(monkeypatch)
+    assert resolve("Toy", [A_SUM], transport=offline) == data / "Toy"
+    assert resolve("Toy", [A_SUM], transport=offline) == data / "Toy"
+    assert hashed == [path]  # hashed once, then recognised by path, size, mtime and ctime
+    checksums.forget()  # a fresh process: the digest comes from data/.sha256-cache.json
+    resolve("Toy", [A_SUM], transport=offline)
+    assert hashed == [path] and (data / checksums.CACHE_NAME).is_file()
+
+    # A same-size edit, with its mtime put back: the ctime still gives it away.
+    st = path.stat()
+    path.write_bytes(b"A" + BLOBS[A.url][1:])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(DataFormatError) as err:
+        resolve("Toy", [A_SUM], transport=offline)
+    msg = str(err.value)
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert str(path) in msg and DIGEST_A in msg and actual in msg
+    assert f"delete {path}" in msg and "restore the original" in msg
+    assert path.read_bytes()[:1] == b"A"  # the file is reported, not replaced behind the user's back
+
+
+def test_damaged_cache_file_is_ignored(dirs):
+    from tgad_lite.data import checksums
+
+    data, _ = dirs
+    put(data / "Toy", A_SUM, BLOBS[A.url])
+    (data / checksums.CACHE_NAME).write_text("{not json")
+    checksums.forget()
+    assert resolve("Toy", [A_SUM], transport=offline) == data / "Toy"
+    assert json_files(data / checksums.CACHE_NAME) == [str((data / "Toy" / A.path).resolve())]
+
+
+def json_files(path: Path) -> list[str]:
+    import json
+
+    return sorted(json.loads(path.read_text())["files"])
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete-mirror", "partial-mirror"])
+def test_damaged_mirror_file_is_refused_without_advice_to_touch_the_mirror(dirs, complete):
+    data, mirror = dirs
+    bad = put(mirror / "Toy", A_SUM, b"x" * len(BLOBS[A.url]))
+    files = [A_SUM, B] if complete else [A_SUM]
+    if complete:
+        put(mirror / "Toy", B, b"fine")
+    else:
+        files = [A_SUM, RemoteFile("raw/c.bin", "https://example.org/c.bin")]  # forces a copy
+    before = tree(mirror)
+    with pytest.raises(DataFormatError) as err:
+        resolve("Toy", files, transport=FakeNet({files[1].url: b"c"}))
+    msg = str(err.value)
+    assert str(bad) in msg and DIGEST_A in msg
+    assert "read-only mirror" in msg and "point TGAD_DATA_MIRROR at an intact mirror" in msg
+    assert "delete" not in msg.lower()  # never advise deleting from a read-only mirror
+    assert tree(mirror) == before and tree(data) == {}
+
+
+def test_bad_file_already_in_the_data_folder_is_reported_before_fetching(dirs):
+    data, _ = dirs
+    put(data / "Toy", A_SUM, b"y" * 10)
+    net = FakeNet(BLOBS)
+    with pytest.raises(DataFormatError, match="SHA-256 mismatch"):
+        resolve("Toy", [A_SUM, B], transport=net)
+    assert net.calls == [] and sorted(tree(data)) == ["Toy", "Toy/raw", "Toy/raw/a.bin"]
+
+
+def test_unwritable_data_folder_names_the_variable_and_the_folder(dirs, monkeypatch):
+    data, _ = dirs
+
+    # Tests may run as root, for whom permission bits do not apply, so the refusal the kernel
+    # gives a read-only folder is simulated where fetch asks for its staging folder.
+    def refuse(**kw):
+        raise PermissionError(13, "Permission denied", kw["dir"])
+
+    monkeypatch.setattr(fetch.tempfile, "mkdtemp", refuse)
+    with pytest.raises(DataUnavailableError) as err:
+        resolve("Toy", [A, B], transport=FakeNet(BLOBS))
+    msg = str(err.value)
+    assert "TGAD_DATA_DIR" in msg and str(data / "Toy") in msg and "Permission denied" in msg
+    assert "writable" in msg and not isinstance(err.value, PermissionError)
+    assert list(data.iterdir()) == []  # the Toy/ folder it had created is gone again
+
+
+def test_data_folder_under_a_file_is_reported_as_unwritable(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TGAD_DATA_DIR", str(blocker / "data"))
+    monkeypatch.delenv("TGAD_DATA_MIRROR", raising=False)
+    with pytest.raises(DataUnavailableError, match="TGAD_DATA_DIR"):
+        resolve("Toy", [A], transport=FakeNet(BLOBS))
+    assert blocker.read_text() == ""

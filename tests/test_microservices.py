@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from tgad_lite.data.microservices import (
 LAT = METRICS.index("latency_ms")
 CPU = METRICS.index("cpu")
 MEM = METRICS.index("memory")
+ERR = METRICS.index("error_rate")
 
 
 def _reachable_from(graph: ServiceGraph, source: int) -> set[int]:
@@ -161,7 +163,7 @@ def test_cascade_goes_upstream_with_delay_and_decay():
         window = slice(on[0], on[-1] + 1)
         rel_dev.append(np.mean(hit.x[window, v, LAT] / clean.x[window, v, LAT] - 1))
     assert rel_dev[0] > 0
-    assert all(later < earlier for earlier, later in zip(rel_dev, rel_dev[1:]))
+    assert all(later < earlier for earlier, later in pairwise(rel_dev))
     np.testing.assert_allclose(np.array(rel_dev[1:]) / np.array(rel_dev[:-1]), decay, rtol=1e-3)
 
     # services that do not (transitively) call Fraud are never touched
@@ -229,8 +231,15 @@ def test_incidents_fit_a_tight_series_with_min_gap_between():
 
 
 def test_random_incidents_use_requested_kinds_and_ranges():
-    tel = simulate(shop_graph(), steps=3000, seed=3, num_incidents=30,
-                   incident_kinds=("error_burst", "memory_leak"), duration=(2, 4), severity=(0.7, 0.9))
+    tel = simulate(
+        shop_graph(),
+        steps=3000,
+        seed=3,
+        num_incidents=30,
+        incident_kinds=("error_burst", "memory_leak"),
+        duration=(2, 4),
+        severity=(0.7, 0.9),
+    )
     assert {i.kind for i in tel.incidents} == {"error_burst", "memory_leak"}
     assert all(2 <= i.duration <= 4 and 0.7 <= i.severity <= 0.9 for i in tel.incidents)
     assert all(i.start + i.duration <= 3000 for i in tel.incidents)
@@ -267,9 +276,7 @@ def test_new_failure_mode_appears_only_after_drift():
     drifted = simulate(g, drift=DriftConfig(start, new_failure_mode="memory_leak", new_failure_share=1.0), **kw)
     np.testing.assert_array_equal(base.x[:start], drifted.x[:start])
     np.testing.assert_array_equal(base.labels, drifted.labels)  # the cascade is unchanged
-    assert [i.kind for i in drifted.incidents if i.start < start] == [
-        i.kind for i in base.incidents if i.start < start
-    ]
+    assert [i.kind for i in drifted.incidents if i.start < start] == [i.kind for i in base.incidents if i.start < start]
     assert all(i.kind == "memory_leak" for i in drifted.incidents if i.start >= start)
     first = next(i for i in drifted.incidents if i.start >= start)
     last = first.start + first.duration - 1
@@ -296,15 +303,30 @@ def test_new_failure_mode_appears_only_after_drift():
         (dict(hop_decay=1.5), ValueError, "hop_decay"),
         (dict(drift=DriftConfig(start=300)), ValueError, "use a start below 300"),
         (dict(drift=DriftConfig(start=10, new_failure_mode="latency_spike")), ValueError, "not new"),
-        (dict(drift=DriftConfig(start=299, new_failure_mode="memory_leak")), ValueError,
-         "lower drift.start or raise num_incidents"),
+        (
+            dict(drift=DriftConfig(start=299, new_failure_mode="memory_leak")),
+            ValueError,
+            "lower drift.start or raise num_incidents",
+        ),
         (dict(incidents=[Incident(0, 5, 3, "error_burst", 1.0)], num_incidents=2), ValueError, "not both"),
-        (dict(incidents=[Incident(0, 298, 5, "error_burst", 1.0)], num_incidents=None), ValueError,
-         "runs past the end"),
-        (dict(incidents=[Incident(9, 5, 3, "error_burst", 1.0)], num_incidents=None), ValueError,
-         "graph has 8 services"),
-        (dict(incidents=[Incident(6, 10, 5, "error_burst", 1.0), Incident(1, 14, 3, "latency_spike", 1.0)],
-              num_incidents=None), ValueError, "incidents overlap.*start at 18 or later"),
+        (
+            dict(incidents=[Incident(0, 298, 5, "error_burst", 1.0)], num_incidents=None),
+            ValueError,
+            "runs past the end",
+        ),
+        (
+            dict(incidents=[Incident(9, 5, 3, "error_burst", 1.0)], num_incidents=None),
+            ValueError,
+            "graph has 8 services",
+        ),
+        (
+            dict(
+                incidents=[Incident(6, 10, 5, "error_burst", 1.0), Incident(1, 14, 3, "latency_spike", 1.0)],
+                num_incidents=None,
+            ),
+            ValueError,
+            "incidents overlap.*start at 18 or later",
+        ),
     ],
 )
 def test_bad_simulate_arguments_raise_helpful_errors(kwargs, error, match):
@@ -332,4 +354,49 @@ def test_bad_graph_and_config_arguments_raise_helpful_errors():
         DriftConfig(start=5, new_failure_mode="gremlins")
     with pytest.raises(KeyError, match="no service named"):
         shop_graph().index("Billing")
-    assert set(INCIDENT_KINDS) >= {"latency_spike", "error_burst", "cpu_saturation", "memory_leak"}
+
+
+def test_settings_that_would_overflow_float32_are_refused_not_returned_as_inf():
+    with pytest.raises(ValueError, match=r"noise is a log-scale standard deviation and must lie in \[0, 1.0\]"):
+        simulate(shop_graph(), steps=300, seed=0, noise=60)  # used to return inf latencies
+    with pytest.raises(ValueError, match="latency_ms of service 'Frontend' at step 10 beyond float32's range"):
+        simulate(shop_graph(), steps=300, seed=0, drift=DriftConfig(start=10, traffic_scale=1e30))
+    tel = simulate(shop_graph(), steps=300, seed=0, noise=1.0)  # the largest noise allowed stays finite
+    assert np.isfinite(tel.x).all() and np.isfinite(tel.load).all()
+
+
+# The module docstring's table: kind -> (cpu points, memory points, latency factor, error-rate
+# points) at severity 1, applied to the root; callers see only the latency and error columns.
+DOCUMENTED_EFFECTS = {
+    "latency_spike": (0.0, 0.0, 3.0, 0.02),
+    "error_burst": (0.0, 0.0, 0.5, 0.30),
+    "cpu_saturation": (50.0, 0.0, 1.5, 0.03),
+    "memory_leak": (5.0, 45.0, 1.0, 0.05),
+    "dependency_timeout": (-10.0, 0.0, 6.0, 0.20),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DOCUMENTED_EFFECTS))
+def test_each_incident_kind_changes_the_metrics_as_documented(kind):
+    assert set(DOCUMENTED_EFFECTS) == set(INCIDENT_KINDS)  # a new kind needs a documented row
+    d_cpu, d_mem, d_lat, d_err = DOCUMENTED_EFFECTS[kind]
+    g = shop_graph()
+    root, caller, start, dur, sev = g.index("Fraud"), g.index("Payment"), 40, 6, 0.8
+    kw = dict(steps=100, seed=5, hop_decay=0.5, severity_threshold=0.15)
+    clean = simulate(g, incidents=[], **kw)
+    hit = simulate(g, incidents=[Incident(root, start, dur, kind, sev)], **kw)
+    # memory_leak ramps linearly to full strength; every other kind is a step
+    shape = np.arange(1, dur + 1) / dur if kind == "memory_leak" else np.ones(dur)
+    s = sev * shape
+    on = slice(start, start + dur)
+    before, after = clean.x[on, root], hit.x[on, root]
+    np.testing.assert_allclose(after[:, CPU], np.clip(before[:, CPU] + d_cpu * s, 0, 100), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(after[:, MEM], np.clip(before[:, MEM] + d_mem * s, 0, 100), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(after[:, LAT], before[:, LAT] * (1 + d_lat * s), rtol=1e-5)
+    np.testing.assert_allclose(after[:, ERR], np.clip(before[:, ERR] + d_err * s, 0, 1), rtol=1e-5, atol=1e-6)
+    # one hop up (a step later, half the severity): slower and failing calls, own cpu and memory untouched
+    up = slice(start + 1, start + 1 + dur)
+    c_before, c_after = clean.x[up, caller], hit.x[up, caller]
+    np.testing.assert_array_equal(c_after[:, [CPU, MEM]], c_before[:, [CPU, MEM]])
+    np.testing.assert_allclose(c_after[:, LAT], c_before[:, LAT] * (1 + d_lat * s / 2), rtol=1e-5)
+    np.testing.assert_allclose(c_after[:, ERR], np.clip(c_before[:, ERR] + d_err * s / 2, 0, 1), rtol=1e-5, atol=1e-6)

@@ -1,8 +1,11 @@
 """Data sets behind the notebooks: where files live, how they are fetched, and loaders.
 
 Resolution order for every data set: ``data/`` (or ``$TGAD_DATA_DIR``), then the read-only
-mirror ``$TGAD_DATA_MIRROR``, then a download into ``data/``; see :mod:`tgad_lite.data.fetch`
-and ``data/README.md``. Generated stand-ins in the same formats are in
+mirror ``$TGAD_DATA_MIRROR``, then an all-or-nothing fetch into ``data/``; see
+:mod:`tgad_lite.data.fetch` and ``data/README.md``. Known SHA-256 digests are checked on every
+load (:mod:`tgad_lite.data.checksums`), PyG's processed caches follow their raw files
+(:mod:`tgad_lite.data.pyg_cache`), and a damaged or malformed file raises
+:class:`DataFormatError` naming it and the fix. Generated stand-ins in the same formats are in
 :mod:`tgad_lite.data.standins`.
 
 ``load_cora`` and ``load_ppi`` import torch_geometric (several seconds), so they are loaded on

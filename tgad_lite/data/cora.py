@@ -7,12 +7,20 @@ from pathlib import Path
 import torch_geometric.transforms as T
 from torch_geometric.datasets import Planetoid
 
-from tgad_lite.data.fetch import ReadOnlyRawMixin, RemoteFile, Transport, data_dir, resolve
+from tgad_lite.data.fetch import RemoteFile, Transport, data_dir, resolve
+from tgad_lite.data.pyg_cache import ReadOnlyRawMixin
 
 # Topic of each label id 0..6, in Planetoid's order (Yang et al. 2016): neither alphabetical nor
 # the order in which topics first appear in cora.content. The class sizes pin it down.
-CORA_CLASSES = ("Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks",
-                "Probabilistic_Methods", "Case_Based", "Rule_Learning")
+CORA_CLASSES = (
+    "Theory",
+    "Reinforcement_Learning",
+    "Genetic_Algorithms",
+    "Neural_Networks",
+    "Probabilistic_Methods",
+    "Case_Based",
+    "Rule_Learning",
+)
 CORA_CLASS_SIZES = (351, 217, 418, 818, 426, 298, 180)
 
 CORA_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
@@ -27,17 +35,17 @@ CORA_SHA256 = {
     "y": "94465c14eb53e04ca262198dcbb2521ee8af60fb3f3d546cd6ca24a511b0e7d1",
 }
 CORA_FILES = tuple(
-    RemoteFile(f"raw/ind.cora.{ext}", f"{CORA_URL}/ind.cora.{ext}", digest)
-    for ext, digest in CORA_SHA256.items()
+    RemoteFile(f"raw/ind.cora.{ext}", f"{CORA_URL}/ind.cora.{ext}", digest) for ext, digest in CORA_SHA256.items()
 )
 
 
 class LocalPlanetoid(ReadOnlyRawMixin, Planetoid):
     """``Planetoid`` reading raw files from a resolved (possibly read-only) folder and writing
-    its processed cache under ``<root>/<name>/processed``."""
+    its processed cache under ``<root>/<name>/processed`` (rebuilt when the raw files change)."""
 
     def __init__(self, root: Path, name: str, raw_folder: Path, **kwargs) -> None:
         self._raw_folder = str(raw_folder)
+        self._cache_root = Path(root)
         super().__init__(str(root), name, **kwargs)
 
 
@@ -56,8 +64,11 @@ def load_cora(
 
     ``root`` is a folder laid out like ``data/`` (default :func:`~tgad_lite.data.fetch.data_dir`).
     Raw files ``Cora/raw/ind.cora.*`` come from ``root``, the mirror or the Planetoid GitHub
-    repository (SHA-256 checked); the processed cache is always written to
-    ``<root>/Cora/processed``, never into the mirror.
+    repository. Every file's SHA-256 is checked on every load (cached by path, size, mtime and
+    ctime), wherever it lives: a damaged or edited file raises ``DataFormatError`` naming it,
+    both digests and the fix, before PyG unpickles anything. The processed cache is always
+    written to ``<root>/Cora/processed``, never into the mirror, and is rebuilt whenever the raw
+    files differ from those it was built from.
     """
     base = Path(root).expanduser().resolve() if root is not None else data_dir()
     folder = resolve("Cora", CORA_FILES, root=base, transport=transport)

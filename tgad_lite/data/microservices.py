@@ -84,8 +84,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -111,22 +112,32 @@ _SIGNATURES: dict[str, tuple[float, float, float, float]] = {
 }
 _ENTRY_RPM = 1000.0
 _AR_COEF = 0.9
+# noise is a log-scale standard deviation: at 1 a metric already varies by a factor e per
+# sigma. Far above it exp() overflows float32 (noise=60 gave inf), so larger values are refused.
+MAX_NOISE = 1.0
 
 SHOP_SERVICES: tuple[str, ...] = (
-    "Frontend", "Auth", "Cart", "Order", "Payment", "Inventory", "Fraud", "Notification",
+    "Frontend",
+    "Auth",
+    "Cart",
+    "Order",
+    "Payment",
+    "Inventory",
+    "Fraud",
+    "Notification",
 )
 # (caller, callee): the caller depends on the callee.
 SHOP_DEPENDENCIES: tuple[tuple[str, str], ...] = (
-    ("Frontend", "Auth"),          # every page checks the session
-    ("Frontend", "Cart"),          # basket view
-    ("Frontend", "Order"),         # checkout
-    ("Cart", "Inventory"),         # stock shown next to basket items
-    ("Order", "Auth"),             # re-validates the user before charging
-    ("Order", "Payment"),          # charge the card
-    ("Order", "Inventory"),        # reserve the items
-    ("Order", "Notification"),     # order confirmation mail
-    ("Payment", "Fraud"),          # score the transaction before charging
-    ("Payment", "Notification"),   # payment receipt
+    ("Frontend", "Auth"),  # every page checks the session
+    ("Frontend", "Cart"),  # basket view
+    ("Frontend", "Order"),  # checkout
+    ("Cart", "Inventory"),  # stock shown next to basket items
+    ("Order", "Auth"),  # re-validates the user before charging
+    ("Order", "Payment"),  # charge the card
+    ("Order", "Inventory"),  # reserve the items
+    ("Order", "Notification"),  # order confirmation mail
+    ("Payment", "Fraud"),  # score the transaction before charging
+    ("Payment", "Notification"),  # payment receipt
 )
 
 
@@ -383,8 +394,7 @@ class DriftConfig:
             raise ValueError(f"DriftConfig.new_failure_share must lie in (0, 1], got {share}")
         if self.new_failure_mode is not None and self.new_failure_mode not in INCIDENT_KINDS:
             raise ValueError(
-                f"unknown DriftConfig.new_failure_mode {self.new_failure_mode!r}; choose one of "
-                f"{INCIDENT_KINDS}"
+                f"unknown DriftConfig.new_failure_mode {self.new_failure_mode!r}; choose one of {INCIDENT_KINDS}"
             )
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "traffic_scale", scale)
@@ -516,9 +526,7 @@ def _apply_drift_kinds(incidents: list[Incident], drift: DriftConfig | None) -> 
     for inc in incidents:
         if inc.start >= drift.start:
             # ceil steps by one exactly at the incidents we convert: the first, then every 1/share-th.
-            take = math.ceil((k + 1) * drift.new_failure_share - 1e-9) > math.ceil(
-                k * drift.new_failure_share - 1e-9
-            )
+            take = math.ceil((k + 1) * drift.new_failure_share - 1e-9) > math.ceil(k * drift.new_failure_share - 1e-9)
             if take:
                 inc = Incident(inc.root, inc.start, inc.duration, drift.new_failure_mode, inc.severity)
             k += 1
@@ -550,6 +558,10 @@ def simulate(
     Incidents are either drawn at random (``num_incidents``, default 6, with ``incident_kinds``,
     ``duration`` and ``severity`` ranges) or given explicitly with ``incidents=`` (then leave
     ``num_incidents`` unset). Returns a ``Telemetry`` whose ``x`` is ``[steps, N, 4]`` float32.
+
+    Every argument is checked before anything is drawn (``noise`` must lie in [0, 1]); settings
+    that would still push a metric beyond float32's range raise ValueError instead of
+    returning inf.
     """
     # ---- validate everything before drawing anything
     if not isinstance(graph, ServiceGraph):
@@ -578,8 +590,11 @@ def simulate(
     if not 0.0 <= seasonality < 1.0:
         raise ValueError(f"seasonality is the daily traffic amplitude and must lie in [0, 1), got {seasonality}")
     noise = _as_float(noise, "noise")
-    if noise < 0:
-        raise ValueError(f"noise is a standard deviation and must be >= 0, got {noise}")
+    if not 0 <= noise <= MAX_NOISE:
+        raise ValueError(
+            f"noise is a log-scale standard deviation and must lie in [0, {MAX_NOISE}] (at 1 a metric varies "
+            f"by a factor e per sigma; the default is 0.05), got {noise}"
+        )
     min_gap = _as_int(min_gap, "min_gap")
     if min_gap < 0:
         raise ValueError(f"min_gap must be >= 0 steps, got {min_gap}")
@@ -603,8 +618,7 @@ def simulate(
             raise TypeError(f"drift must be a DriftConfig, got {type(drift).__name__}")
         if drift.start >= steps:
             raise ValueError(
-                f"drift.start={drift.start} is not inside the series (steps={steps}): use a start "
-                f"below {steps}"
+                f"drift.start={drift.start} is not inside the series (steps={steps}): use a start below {steps}"
             )
     casc_kw = dict(hop_delay=hop_delay, hop_decay=hop_decay, severity_threshold=severity_threshold)
 
@@ -641,8 +655,7 @@ def simulate(
             raise ValueError(f"num_incidents must be >= 0, got {num_incidents}")
         # Worst case over roots at top severity, so whether a setting fits never depends on luck.
         max_hop = max(
-            max(h for _, h, _, _ in cascade(graph, Incident(r, 0, 1, kinds[0], sev_hi), **casc_kw))
-            for r in range(n)
+            max(h for _, h, _, _ in cascade(graph, Incident(r, 0, 1, kinds[0], sev_hi), **casc_kw)) for r in range(n)
         )
         worst = dur_hi + max_hop * hop_delay
         need = num_incidents * worst + max(num_incidents - 1, 0) * min_gap
@@ -677,13 +690,13 @@ def simulate(
         durs = rng.integers(dur_lo, dur_hi + 1, num_incidents)
         drawn = [
             Incident(int(r), 0, int(d), kinds[int(k)], float(s))
-            for r, d, k, s in zip(roots, durs, kind_idx, sevs)
+            for r, d, k, s in zip(roots, durs, kind_idx, sevs, strict=True)
         ]
         lengths = [_footprint(cascade(graph, inc, **casc_kw), inc) for inc in drawn]
         slack = steps - sum(lengths) - max(num_incidents - 1, 0) * min_gap
         offsets = np.sort(rng.integers(0, slack + 1, num_incidents))
         explicit, t0 = [], 0
-        for inc, length, off in zip(drawn, lengths, offsets):
+        for inc, length, off in zip(drawn, lengths, offsets, strict=True):
             explicit.append(Incident(inc.root, t0 + int(off), inc.duration, inc.kind, inc.severity))
             t0 += length + min_gap
 
@@ -760,9 +773,24 @@ def simulate(
             labels[onset:stop, v] = 1
         root_cause[inc.start : min(_footprint(cas, inc), steps)] = inc.root
 
-    x = np.stack(
-        [np.clip(cpu, 0.0, 100.0), np.clip(mem, 0.0, 100.0), lat, np.clip(err, 0.0, 1.0)], axis=-1
-    ).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        columns = [np.clip(cpu, 0.0, 100.0), np.clip(mem, 0.0, 100.0), lat, np.clip(err, 0.0, 1.0)]
+        x = np.stack(columns, axis=-1).astype(np.float32)
+        load32 = load.astype(np.float32)
+    bad_x, bad_load = ~np.isfinite(x), ~np.isfinite(load32)
+    if bad_x.any() or bad_load.any():
+        # Settings that each pass their own check can still combine into values beyond float32
+        # (e.g. a huge drift.traffic_scale: latency grows with the square of the load).
+        if bad_x.any():
+            t_bad, v_bad, f_bad = (int(i) for i in np.argwhere(bad_x)[0])
+            what = METRICS[f_bad]
+        else:
+            t_bad, v_bad = (int(i) for i in np.argwhere(bad_load)[0])
+            what = "load"
+        raise ValueError(
+            f"these settings drive {what} of service {graph.names[v_bad]!r} at step {t_bad} beyond float32's range "
+            f"(noise={noise}, seasonality={seasonality}, drift={drift}); lower noise or drift.traffic_scale"
+        )
     config = SimConfig(
         steps=steps,
         seed=seed,
@@ -784,7 +812,7 @@ def simulate(
         x=x,
         labels=labels,
         root_cause=root_cause,
-        load=load.astype(np.float32),
+        load=load32,
         incidents=final_incidents,
         graph=graph,
         config=config,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tgad_lite.data.fetch import DataFormatError, RemoteFile, Transport, resolve
+from tgad_lite.data.errors import DataFormatError
+from tgad_lite.data.fetch import RemoteFile, Transport, resolve
 
 SMD_URL = "https://raw.githubusercontent.com/NetManAIOps/OmniAnomaly/master/ServerMachineDataset"
 SMD_MACHINES = tuple(
@@ -93,7 +94,18 @@ def _read_matrix(path: Path) -> np.ndarray:
             if not np.isfinite(row).all():
                 raise DataFormatError(f"{path}: line {i} has a NaN or infinite value")
         raise DataFormatError(f"{path}: could not parse the values as numbers")
-    return values.reshape(len(lines), SMD_FEATURES).astype(np.float32)
+    with np.errstate(over="ignore"):  # checked just below, with the file and position named
+        matrix = values.reshape(len(lines), SMD_FEATURES).astype(np.float32)
+    overflow = np.argwhere(~np.isfinite(matrix))
+    if overflow.size:
+        # Finite in float64 but beyond float32's range (|x| > 3.4e38): inf after the cast.
+        row, col = (int(v) for v in overflow[0])
+        raise DataFormatError(
+            f"{path}: line {row + 1}, column {col + 1} holds {float(values[row * SMD_FEATURES + col])!r}, which "
+            f"overflows float32 (largest finite {float(np.finfo(np.float32).max):.3g}); SMD values are min-max "
+            "scaled to [0, 1]"
+        )
+    return matrix
 
 
 def _read_labels(path: Path, length: int) -> np.ndarray:
@@ -136,8 +148,9 @@ def load_smd(
     their feature numbers are converted from the file's 1-based to 0-based.
 
     Raises ValueError for an unknown machine and DataFormatError (naming file and line) when a
-    row lacks 38 numeric columns, the label count differs from the test length, a label is not
-    0/1, or an interpretation range falls outside the test series.
+    row lacks 38 numeric columns, a value is NaN, infinite or beyond float32's range, the label
+    count differs from the test length, a label is not 0/1, or an interpretation range falls
+    outside the test series.
     """
     folder = resolve("SMD", smd_files(machine), root=root, transport=transport)
     train = _read_matrix(folder / "train" / f"{machine}.txt")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tgad_lite.data.smd import SMD_FEATURES, smd_files
+from tgad_lite.data.telemanom import SPACECRAFT_FEATURES
 
 PPI_FEATURES = 50
 PPI_LABELS = 121
@@ -40,7 +41,7 @@ def _ppi_split(
         ids = np.arange(g * nodes, (g + 1) * nodes)
         # A ring keeps every node connected (PyG's PPI reader shifts ids by the smallest one
         # that has an edge), plus random chords for varied degrees.
-        pairs = {tuple(sorted((int(a), int(b)))) for a, b in zip(ids, np.roll(ids, 1))}
+        pairs = {tuple(sorted((int(a), int(b)))) for a, b in zip(ids, np.roll(ids, 1), strict=True)}
         for a, b in rng.choice(ids, size=(2 * nodes, 2)):
             if a != b:
                 pairs.add((int(min(a, b)), int(max(a, b))))
@@ -82,7 +83,7 @@ def write_ppi_standin(
     raw = Path(root) / "PPI" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     first_id = 1
-    for split, n_graphs in zip(("train", "valid", "test"), graphs):
+    for split, n_graphs in zip(("train", "valid", "test"), graphs, strict=True):
         x, y, graph, graph_id = _ppi_split(rng, n_graphs, nodes_per_graph, first_id, w)
         first_id += n_graphs
         np.save(raw / f"{split}_feats.npy", x)
@@ -152,16 +153,19 @@ def write_telemanom_standin(
     spacecraft: str = "SMAP",
     channels: tuple[str, ...] = ("P-1", "A-1", "P-2"),
     *,
-    n_features: int = 25,
+    n_features: int | None = None,
     t_train: int = 80,
     t_test: int = 100,
     seed: int = 0,
 ) -> Path:
     """Write a tiny telemanom folder ``root/<spacecraft>/`` with ``train/<chan>.npy``,
-    ``test/<chan>.npy`` (float64 ``[T, n_features]``, lengths varying per channel) and
+    ``test/<chan>.npy`` (float64 ``[T, n_features]``, lengths varying per channel; ``n_features``
+    defaults to the spacecraft's real count, 55 or 25, the only one the loader accepts) and
     ``labeled_anomalies.csv`` listing ``channels`` in the given order, each with one or two
     inclusive anomaly ranges. Column 0 carries an obvious shift inside each range.
     Returns the spacecraft folder."""
+    if n_features is None:
+        n_features = SPACECRAFT_FEATURES[spacecraft]
     rng = np.random.default_rng(seed)
     folder = Path(root) / spacecraft
     (folder / "train").mkdir(parents=True, exist_ok=True)

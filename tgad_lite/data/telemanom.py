@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tgad_lite.data.fetch import DataFormatError, RemoteFile, Transport, resolve
+from tgad_lite.data.errors import DataFormatError
+from tgad_lite.data.fetch import RemoteFile, Transport, in_mirror, repair_advice, resolve
 
 TELEMANOM_ZIP_URL = "https://s3-us-west-2.amazonaws.com/telemanom/data.zip"
 TELEMANOM_LABELS_URL = "https://raw.githubusercontent.com/khundman/telemanom/master/labeled_anomalies.csv"
 SPACECRAFTS = ("MSL", "SMAP")
+# Columns per channel: telemetry value + one-hot commands, as published (Hundman et al. 2018).
+SPACECRAFT_FEATURES = {"MSL": 55, "SMAP": 25}
 # Left out of the concatenated series by the OmniAnomaly / MTAD-GAT preprocessing.
 EXCLUDED_CHANNELS = ("P-2",)
 LABELS_FILE = RemoteFile("labeled_anomalies.csv", TELEMANOM_LABELS_URL)
@@ -30,11 +33,13 @@ _COLUMNS = ("chan_id", "spacecraft", "anomaly_sequences", "num_values")
 
 @dataclass(frozen=True)
 class TelemanomChannel:
-    """One row of ``labeled_anomalies.csv``: inclusive ``(start, end)`` test-index ranges."""
+    """One row of ``labeled_anomalies.csv``: inclusive ``(start, end)`` test-index ranges;
+    ``line`` is the row's line number in the file, for error messages."""
 
     chan_id: str
     anomaly_sequences: tuple[tuple[int, int], ...]
     num_values: int
+    line: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +70,11 @@ def channel_files(chan_id: str) -> tuple[RemoteFile, RemoteFile]:
 
 
 def read_labeled_anomalies(path: Path, spacecraft: str) -> list[TelemanomChannel]:
-    """Rows of ``labeled_anomalies.csv`` for ``spacecraft``, in file order."""
+    """Rows of ``labeled_anomalies.csv`` for ``spacecraft``, in file order.
+
+    Raises DataFormatError naming the file and line for a missing column, a malformed or
+    reversed range (``start > end``), a negative start, a repeated channel, or no rows at all.
+    """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         absent = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
@@ -82,45 +91,100 @@ def read_labeled_anomalies(path: Path, spacecraft: str) -> list[TelemanomChannel
             except (ValueError, TypeError, SyntaxError):
                 raise DataFormatError(
                     f"{path}: line {line} has a malformed anomaly_sequences or num_values: "
-                    f"{row['anomaly_sequences']!r}, {row['num_values']!r}"
+                    f'{row["anomaly_sequences"]!r}, {row["num_values"]!r} (expected e.g. "[[1850, 2030]]", 2049)'
                 ) from None
+            for start, end in sequences:
+                if start > end:
+                    raise DataFormatError(
+                        f"{path}: line {line}, channel {row['chan_id']}: anomaly range [{start}, {end}] has "
+                        "start > end; ranges are inclusive [start, end] with start <= end"
+                    )
+                if start < 0:
+                    raise DataFormatError(
+                        f"{path}: line {line}, channel {row['chan_id']}: anomaly range [{start}, {end}] starts "
+                        "below 0; ranges index the channel's test array from 0"
+                    )
             if row["chan_id"] in seen:
                 raise DataFormatError(f"{path}: line {line} repeats channel {row['chan_id']}")
             seen.add(row["chan_id"])
-            rows.append(TelemanomChannel(row["chan_id"], sequences, num_values))
+            rows.append(TelemanomChannel(row["chan_id"], sequences, num_values, line))
     if not rows:
         raise DataFormatError(f"{path}: no rows for spacecraft {spacecraft}")
     return rows
 
 
-def _load_array(path: Path) -> np.ndarray:
+def _first_bad(mask: np.ndarray) -> tuple[int, int]:
+    r, c = np.argwhere(mask)[0]
+    return int(r), int(c)
+
+
+def _load_array(path: Path, spacecraft: str) -> np.ndarray:
+    """One channel file as ``[T, F] float32``, F the spacecraft's feature count, every value
+    finite before and after the cast; DataFormatError naming the file otherwise."""
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataFormatError(
-            f"{path}: not a readable .npy array ({exc}); it is probably truncated. "
-            "Delete it and load again to re-fetch it."
+            f"{path}: not a readable .npy array of numbers ({exc}); it is truncated, damaged or holds "
+            f"Python objects. {repair_advice(path, TELEMANOM_ZIP_URL)}"
         ) from None
-    if array.ndim != 2 or not np.isfinite(array).all():
-        raise DataFormatError(f"{path}: expected a finite [T, F] array, got shape {array.shape}")
-    return array
+    expected = SPACECRAFT_FEATURES[spacecraft]
+    # The published arrays are float64; integer, boolean or complex ones mean another file, so
+    # they are refused rather than cast by a guessed rule.
+    if array.dtype.kind != "f":
+        raise DataFormatError(
+            f"{path}: dtype {array.dtype}, expected real floating point (the published files are float64). "
+            + repair_advice(path, TELEMANOM_ZIP_URL)
+        )
+    if array.ndim != 2 or array.shape[1] != expected or array.shape[0] == 0:
+        raise DataFormatError(
+            f"{path}: shape {list(array.shape)}, expected [T, {expected}] with T > 0 ({spacecraft} channels "
+            f"have {expected} features: the telemetry value and one-hot commands). "
+            + repair_advice(path, TELEMANOM_ZIP_URL)
+        )
+    if not np.isfinite(array).all():
+        r, c = _first_bad(~np.isfinite(array))
+        raise DataFormatError(
+            f"{path}: value {float(array[r, c])!r} at row {r}, column {c} is not finite. "
+            + repair_advice(path, TELEMANOM_ZIP_URL)
+        )
+    with np.errstate(over="ignore"):  # checked just below, with the file and position named
+        cast = array.astype(np.float32)
+    if not np.isfinite(cast).all():
+        r, c = _first_bad(~np.isfinite(cast))
+        raise DataFormatError(
+            f"{path}: value {float(array[r, c])!r} at row {r}, column {c} overflows float32 (largest finite "
+            f"{float(np.finfo(np.float32).max):.3g}); such a value is not telemetry. "
+            + repair_advice(path, TELEMANOM_ZIP_URL)
+        )
+    return cast
 
 
 def _labels(channel: TelemanomChannel, length: int, csv_path: Path) -> np.ndarray:
     if channel.num_values != length:
         raise DataFormatError(
-            f"{csv_path}: channel {channel.chan_id} has num_values {channel.num_values} "
+            f"{csv_path}: line {channel.line}: channel {channel.chan_id} has num_values {channel.num_values} "
             f"but test/{channel.chan_id}.npy has {length} rows"
         )
     labels = np.zeros(length, dtype=np.int64)
     for start, end in channel.anomaly_sequences:
-        if not 0 <= start <= end < length:
+        if end >= length:
             raise DataFormatError(
-                f"{csv_path}: channel {channel.chan_id} range [{start}, {end}] is outside its "
-                f"test series (0..{length - 1})"
+                f"{csv_path}: line {channel.line}: channel {channel.chan_id} range [{start}, {end}] is outside "
+                f"its test series (0..{length - 1})"
             )
         labels[start : end + 1] = 1  # inclusive end
     return labels
+
+
+def _unlisted_channels(folder: Path, listed: set[str]) -> dict[str, list[str]]:
+    """Channel files in ``train/`` or ``test/`` without a row in the csv, by part."""
+    out = {}
+    for part in ("train", "test"):
+        stray = sorted(p.stem for p in (folder / part).glob("*.npy") if p.stem not in listed)
+        if stray:
+            out[part] = stray
+    return out
 
 
 def load_telemanom(
@@ -140,37 +204,61 @@ def load_telemanom(
 
     Files come from ``root`` (a folder laid out like ``data/``; default ``data_dir()``), the
     mirror, or the telemanom ``data.zip`` plus ``labeled_anomalies.csv`` (only the requested
-    channels are extracted). Raises DataFormatError (naming the file) when an array is
-    truncated, ``num_values`` differs from the test length, a range falls outside its series, or
-    channels disagree on the feature count.
+    channels are extracted).
+
+    Checked on every load, each failure a DataFormatError naming the file (and csv line): every
+    array is readable, real floating point (float64 as published; integer, boolean and complex
+    arrays are refused, not cast), ``[T, 55]`` for MSL or ``[T, 25]`` for SMAP, finite, and
+    still finite after the cast to float32; ``num_values`` equals the test length; ranges have
+    start <= end inside the test series; and with ``channel=None`` the csv and the channel files
+    agree in both directions (a listed channel whose files are missing is fetched or reported
+    missing; a file without a row is refused instead of silently left out).
     """
     if spacecraft not in SPACECRAFTS:
         raise ValueError(f"spacecraft must be one of {SPACECRAFTS}, got {spacecraft!r}")
     csv_folder = resolve(spacecraft, (LABELS_FILE,), root=root, transport=transport)
-    csv_path = csv_folder / LABELS_FILE.path
-    rows = read_labeled_anomalies(csv_path, spacecraft)
+    rows = read_labeled_anomalies(csv_folder / LABELS_FILE.path, spacecraft)
+    listed = {r.chan_id for r in rows}
     if channel is None:
         chosen = sorted((r for r in rows if r.chan_id not in EXCLUDED_CHANNELS), key=lambda r: r.chan_id)
     else:
         chosen = [r for r in rows if r.chan_id == channel]
         if not chosen:
-            raise ValueError(
-                f"unknown {spacecraft} channel {channel!r}; valid: {', '.join(sorted(r.chan_id for r in rows))}"
-            )
+            has_files = any((csv_folder / part / f"{channel}.npy").is_file() for part in ("train", "test"))
+            hint = f" ({channel}.npy exists but has no row in {csv_folder / LABELS_FILE.path})" if has_files else ""
+            raise ValueError(f"unknown {spacecraft} channel {channel!r}{hint}; valid: {', '.join(sorted(listed))}")
     files = (LABELS_FILE, *(f for r in chosen for f in channel_files(r.chan_id)))
     folder = resolve(spacecraft, files, root=root, transport=transport)
+    csv_path = folder / LABELS_FILE.path
+    if folder != csv_folder and read_labeled_anomalies(csv_path, spacecraft) != rows:
+        # Only the data folder's copy can be the odd one out: resolve prefers it, and copies
+        # fetched into it come from the mirror or the canonical URL.
+        raise DataFormatError(
+            f"{csv_folder / LABELS_FILE.path} differs from {csv_path}, which sits beside the channel files "
+            f"that were found. Fix: delete {csv_folder / LABELS_FILE.path} so that the data folder takes "
+            "its copy again, or place the matching channel files beside it."
+        )
+    if channel is None:
+        # Both directions: every listed channel was resolved above (or its files reported
+        # missing); here, a file without a row would otherwise be dropped without a word.
+        stray = _unlisted_channels(folder, listed)
+        if stray:
+            where = "; ".join(f"{folder / part}: {', '.join(ids)}" for part, ids in stray.items())
+            fix = (
+                repair_advice(csv_path, TELEMANOM_LABELS_URL)
+                if in_mirror(folder)
+                else f"Fix: restore the missing rows in {csv_path} (the published file lists every channel), "
+                "or remove the stray files."
+            )
+            raise DataFormatError(
+                f"channel files without a {spacecraft} row in {csv_path}: {where}. Every channel must be "
+                f"listed there (its anomaly ranges and num_values), or it would be silently left out. {fix}"
+            )
 
     trains, tests, labels = [], [], []
     for row in chosen:
-        train = _load_array(folder / "train" / f"{row.chan_id}.npy")
-        test = _load_array(folder / "test" / f"{row.chan_id}.npy")
-        n_features = trains[0].shape[1] if trains else train.shape[1]
-        for path, array in ((f"train/{row.chan_id}.npy", train), (f"test/{row.chan_id}.npy", test)):
-            if array.shape[1] != n_features:
-                raise DataFormatError(
-                    f"{folder / path}: has {array.shape[1]} features, expected {n_features} "
-                    f"like {chosen[0].chan_id}"
-                )
+        train = _load_array(folder / "train" / f"{row.chan_id}.npy", spacecraft)
+        test = _load_array(folder / "test" / f"{row.chan_id}.npy", spacecraft)
         labels.append(_labels(row, len(test), csv_path))
         trains.append(train)
         tests.append(test)
@@ -181,8 +269,8 @@ def load_telemanom(
     return TelemanomData(
         spacecraft=spacecraft,
         channels=[r.chan_id for r in chosen],
-        train=np.concatenate(trains).astype(np.float32),
-        test=np.concatenate(tests).astype(np.float32),
+        train=np.concatenate(trains),
+        test=np.concatenate(tests),
         test_labels=np.concatenate(labels),
         train_boundaries=starts(trains),
         test_boundaries=starts(tests),
