@@ -49,19 +49,49 @@ def test_importing_tgad_lite_has_no_side_effects(tmp_path):
 
 
 def test_notebooks_are_committed_without_outputs_and_with_parameters():
+    """Each notebook: no outputs, one cell tagged 'parameters' whose declarations parse, every
+    parameter with help text, every None default with a declared type, every default inside its
+    own choices and range, and the runner's four parameters with the agreed declarations."""
     import nbformat
+
+    from tgad_lite.device import DEVICE_CHOICES
+    from tgad_lite.notebooks import RunnerError, notebook_parameters, parameter_problems
 
     paths = sorted((REPO / "notebooks").glob("*.ipynb"))
     assert paths, "no notebooks found"
+    problems: list[str] = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        if not all(not c.outputs and c.execution_count is None for c in code):
+            problems.append(f"{path.name} has outputs; clear them before committing")
+        if nb.metadata.get("kernelspec", {}).get("name") != "tgad-lite":
+            problems.append(f"{path.name}: kernelspec must be tgad-lite")
         tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
-        for name in ("profile", "seed", "output_dir"):
-            assert f"{name} =" in tagged[0].source, f"{path.name}'s parameters cell lacks {name}"
-        assert nb.metadata["kernelspec"]["name"] == "tgad-lite"
+        if len(tagged) != 1:
+            problems.append(f"{path.name} needs exactly one cell tagged 'parameters', has {len(tagged)}")
+            continue
+        try:
+            specs = notebook_parameters(path)
+        except RunnerError as exc:  # a declaration that does not parse
+            problems.append(str(exc))
+            continue
+        problems += parameter_problems(path.name, specs)
+        required = {
+            "profile": ("choice: smoke|full", lambda s: s.choices == ("smoke", "full")),
+            "seed": ("an int default", lambda s: s.types == ("int",)),
+            "device": (f"choice: {'|'.join(DEVICE_CHOICES)}", lambda s: s.choices == DEVICE_CHOICES),
+            "output_dir": ("`output_dir = None  # str | None: ...`", lambda s: s.types == ("str", "None")),
+        }
+        for name, (wanted, ok) in required.items():
+            if name not in specs:
+                problems.append(f"{path.name}'s parameters cell lacks {name} ({wanted})")
+            elif not ok(specs[name]):
+                problems.append(
+                    f"{path.name}: {name} should be declared with {wanted}, is {specs[name].type_name} "
+                    f"{specs[name].allowed() or '(no choices or range)'}"
+                )
+    assert not problems, "\n".join(problems)
 
 
 def test_every_parameter_line_is_seen_by_papermill():

@@ -1,307 +1,147 @@
-"""Run the collection's notebooks with papermill and collect their ``metrics.json``.
+"""Execute notebooks with papermill, one kernel per run, without touching the caller's process state.
 
-Every notebook has a cell tagged ``parameters`` holding at least ``profile``, ``seed`` and
-``output_dir`` plus its own knobs, each with a trailing ``# help`` comment. The runner reads that
-cell, checks ``-p name=value`` overrides against it *before* anything runs (papermill itself only
-logs unknown names), executes each notebook into ``runs/<timestamp>/<name>/<name>.ipynb`` with
-``output_dir`` set to that folder, and reports one line per notebook.
+Each run gets:
 
-The runner trains nothing and imports no model code: papermill and a Jupyter kernel do the work.
+- a folder ``<output_root>/<notebook>-<hash of its parameter values>/`` (``-2``, ``-3``... when a
+  run with the same values is already there), created atomically, holding the executed
+  ``<notebook>.ipynb``, the notebook's ``metrics.json`` and figures. The kernel's working
+  directory is that folder and its ``output_dir`` parameter points there;
+- its own environment dict, handed to the kernel at start: a copy of the caller's environment
+  (never modified) plus ``PYTHONHASHSEED=<seed>`` (hashing repeats in the kernel),
+  ``TGAD_PROGRESS=lines`` (a saved notebook holds a few progress lines, not a redrawn bar),
+  ``MPLBACKEND`` = matplotlib's inline backend (figures are saved into the notebook whatever GUI
+  backend the caller's shell selects), and ``TGAD_DATA_MIRROR``/``TGAD_DATA_DIR`` made absolute;
+- a verdict written into the executed notebook's metadata (``tgad_lite.status``: ``ok``,
+  ``failed`` or ``interrupted``); a failed or interrupted notebook also gets a banner cell at the top.
+
+Nothing here calls ``os.chdir`` or writes ``os.environ``, so runs may go in parallel
+(``run_many(..., max_workers=N)``: threads, each driving its own kernel process). Ctrl-C
+interrupts the running kernels (SIGINT, then SIGKILL after a grace period), saves each partial
+notebook marked ``interrupted`` and raises ``RunInterrupted``.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
+import asyncio
 import contextlib
 import datetime as _dt
-import difflib
 import json
 import os
-import sys
+import re
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-PROFILES = ("smoke", "full")
-DEFAULT_KERNEL = "tgad-lite"
-MIRROR_ENV = "TGAD_DATA_MIRROR"
-# Set by the runner itself, never through -p: profile has --profile, output_dir is the run folder.
-RESERVED = ("profile", "output_dir")
-_INSTALL_HINT = (
-    "install it with `make install`, or directly with "
-    "`python -m ipykernel install --sys-prefix --name {kernel}`"
+from tgad_lite.notebooks.errors import RunInterrupted, RunnerError
+from tgad_lite.notebooks.parameters import (
+    _escape_format,
+    effective_parameters,
+    notebook_parameters,
+    parameters_digest,
+    validate_jobs,
 )
 
-
-class RunnerError(ValueError):
-    """Bad input to the runner (unknown notebook, parameter, kernel, folder); nothing has run."""
-
-
-class ParameterError(RunnerError):
-    """One or more ``-p`` overrides do not fit the notebooks' parameters cells."""
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    """One assignment of a notebook's ``parameters`` cell.
-
-    ``type_name`` is inferred from the default: ``int``, ``float``, ``str``, ``bool``, ``list``,
-    ``dict``, ``tuple``, or ``any`` (default ``None`` or not a plain literal: accepts anything).
-    ``default`` is the parsed literal (or the source text when it is not a literal);
-    ``default_source`` is the text as written in the cell.
-    """
-
-    name: str
-    type_name: str
-    default: Any
-    default_source: str
-    help: str
+DEFAULT_KERNEL = "tgad-lite"
+MIRROR_ENV = "TGAD_DATA_MIRROR"
+DATA_DIR_ENV = "TGAD_DATA_DIR"
+PROGRESS_ENV = "TGAD_PROGRESS"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+STATUS_KEY = "tgad_lite"  # notebook metadata key holding the runner's verdict
+BANNER_TAG = "tgad-lite-status"
+# After Ctrl-C: how long a kernel gets to stop on SIGINT before it is killed, then how long its
+# run gets to save the partial notebook once the kernel is dead.
+INTERRUPT_GRACE_S = 5.0
+KILL_WAIT_S = 30.0
+_INSTALL_HINT = (
+    "install it with `make install`, or directly with `python -m ipykernel install --sys-prefix --name {kernel}`"
+)
 
 
 @dataclass(frozen=True)
 class NotebookResult:
     """Outcome of one executed notebook.
 
-    ``metrics`` is the loaded ``metrics.json`` (``None`` when the notebook failed or wrote none);
-    ``error`` is a one-line reason when ``ok`` is false.
+    ``status`` is ``ok``, ``failed`` or ``interrupted``; ``error`` a one-line reason unless ok.
+    ``metrics`` is the loaded ``metrics.json`` (``None`` unless ok). ``output_notebook`` is the
+    executed copy (kept, and marked, when the run failed or was interrupted). ``parameters``
+    holds every parameter value of the run (defaults and overrides; ``output_dir`` aside).
     """
 
     name: str
-    ok: bool
+    status: str
     seconds: float
     output_notebook: Path
     metrics: dict[str, Any] | None
     error: str | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
 
 
-# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class NotebookJob:
+    """One run for ``run_many``: a notebook and its own overrides (on top of the shared ones)."""
+
+    path: Path
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _escape_format(path: Path) -> str:
-    # papermill runs str.format on paths (for templated names); keep literal braces literal.
-    return str(path).replace("{", "{{").replace("}", "}}")
+@dataclass(frozen=True)
+class _Plan:
+    """A validated run: nothing about it can be refused any more."""
+
+    source: Path
+    injected: dict[str, Any]
+    values: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "any"
-    for kind in (bool, int, float, str, list, dict, tuple):  # bool before int: bool is an int
-        if isinstance(value, kind):
-            return kind.__name__
-    return "any"
+# --------------------------------------------------------------------------- environment and folders
 
 
-def notebook_parameters(path: str | os.PathLike) -> dict[str, ParameterSpec]:
-    """Parameters declared in the notebook's cell tagged ``parameters``, in cell order.
+def kernel_environment(
+    seed: int | None = 0,
+    env: Mapping[str, str | None] | None = None,
+    *,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment one run's kernel starts with; ``os.environ`` is read, never written.
 
-    Returns an empty dict when the notebook has no such cell.
+    A copy of ``base`` (default ``os.environ``) with ``PYTHONHASHSEED=seed`` (``0`` when
+    ``seed`` is None), ``TGAD_PROGRESS=lines`` and ``MPLBACKEND`` = the inline backend; then
+    ``env``'s entries, which win (``None`` removes a variable). ``TGAD_DATA_MIRROR`` and
+    ``TGAD_DATA_DIR`` are made absolute against the caller's working directory, because the
+    kernel runs in its run folder. Raises ``RunnerError`` for a value that is not text.
     """
-    import papermill
-
-    path = Path(path)
-    if not path.is_file():
-        raise RunnerError(f"notebook not found: {path}")
-    try:
-        raw = papermill.inspect_notebook(_escape_format(path.resolve()))
-    except Exception as exc:  # a broken file: say which one
-        raise RunnerError(f"cannot read the parameters of {path}: {exc}") from exc
-    specs: dict[str, ParameterSpec] = {}
-    for name, info in raw.items():
-        source = str(info["default"])
-        try:
-            default = ast.literal_eval(source)
-            type_name = _type_name(default)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            # An expression such as `2 ** 10` or `np.pi`: we cannot know its type, accept anything.
-            default, type_name = source, "any"
-        specs[name] = ParameterSpec(name, type_name, default, source, str(info["help"]))
-    return specs
-
-
-def parse_cli_parameters(pairs: Sequence[str]) -> dict[str, Any]:
-    """Turn ``["epochs=5", "dataset=cora"]`` into ``{"epochs": 5, "dataset": "cora"}``.
-
-    Values are Python literals (``5``, ``0.1``, ``True``, ``None``, ``"01"``, ``[1, 2]``); text that
-    is not a literal, such as a bare word, is kept as a string.
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ParameterError(f"-p expects name=value, got {pair!r} (example: -p epochs=5)")
-        if not key.isidentifier():
-            raise ParameterError(f"-p {pair!r}: {key!r} is not a valid parameter name")
-        try:
-            value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            value = text.strip()
-        if key in out and out[key] != value:
-            raise ParameterError(
-                f"parameter {key!r} given twice ({out[key]!r} and {value!r}); give it once"
-            )
-        out[key] = value
-    return out
-
-
-def _passable(value: Any) -> Any:
-    """``value`` in a form papermill writes back faithfully (it turns a tuple into a string)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_passable(v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _passable(v) for k, v in value.items()}
-    raise TypeError(type(value).__name__)
-
-
-def _check_value(spec: ParameterSpec, value: Any) -> Any:
-    """``value`` converted for ``spec`` (int -> float for a float knob); TypeError if it does not fit."""
-    kind = spec.type_name
-    fits = {
-        "any": True,
-        "bool": isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list": isinstance(value, (list, tuple)),
-        "tuple": isinstance(value, (list, tuple)),
-        "dict": isinstance(value, dict),
-    }[kind]
-    if not fits:
-        raise TypeError(kind)
-    if kind == "float":
-        value = float(value)
-    return _passable(value)
-
-
-def _type_hint(spec: ParameterSpec, value: Any) -> str:
-    if spec.type_name == "bool" and isinstance(value, (str, int)):
-        return " (write True or False)"
-    if spec.type_name == "str":
-        return f" (to pass text that looks like a literal, quote it: -p {spec.name}='\"{value}\"')"
-    return ""
-
-
-def validate_parameters(
-    specs_by_notebook: Mapping[str, Mapping[str, ParameterSpec]],
-    parameters: Mapping[str, Any] | None = None,
-    profile: str = "smoke",
-) -> dict[str, dict[str, Any]]:
-    """Check overrides against every selected notebook; return what to inject into each.
-
-    ``specs_by_notebook`` maps a notebook name to ``notebook_parameters(...)``. A parameter is
-    applied only to the notebooks that declare it, but must be declared by at least one. Raises
-    ``ParameterError`` listing every problem at once; returns ``{name: {param: value}}`` (with
-    ``profile``; ``output_dir`` is added per run).
-    """
-    parameters = dict(parameters or {})
-    problems: list[str] = []
-    if profile not in PROFILES:
-        problems.append(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    if "profile" in parameters:
-        problems.append("set the profile with --profile smoke|full, not -p profile=...")
-    if "output_dir" in parameters:
-        problems.append("output_dir is set by the runner (the run folder); drop -p output_dir=...")
-    for name, specs in specs_by_notebook.items():
-        for needed in RESERVED:
-            if needed not in specs:
-                problems.append(
-                    f"{name}.ipynb has no {needed!r} in a cell tagged 'parameters'; add "
-                    f"`{needed} = {'None' if needed == 'output_dir' else repr('smoke')}` there"
-                )
-
-    injected: dict[str, dict[str, Any]] = {name: {"profile": profile} for name in specs_by_notebook}
-    for key, value in parameters.items():
-        if key in RESERVED:
-            continue
-        owners = [name for name, specs in specs_by_notebook.items() if key in specs]
-        if not owners:
-            problems.append(_unknown_message(key, specs_by_notebook))
-            continue
-        for name in owners:
-            spec = specs_by_notebook[name][key]
-            try:
-                injected[name][key] = _check_value(spec, value)
-            except TypeError:
-                if spec.type_name == "any":  # value itself cannot be passed to a kernel
-                    problems.append(
-                        f"parameter {key!r} of {name}.ipynb: papermill cannot pass a "
-                        f"{type(value).__name__} ({value!r}); use a list, dict, str or number"
-                    )
-                else:
-                    problems.append(
-                        f"parameter {key!r} of {name}.ipynb expects {spec.type_name} (default "
-                        f"{spec.default_source}), got {type(value).__name__} {value!r}"
-                        + _type_hint(spec, value)
-                    )
-    if problems:
-        raise ParameterError("\n".join(problems))
-    return injected
-
-
-def _unknown_message(key: str, specs_by_notebook: Mapping[str, Mapping[str, ParameterSpec]]) -> str:
-    every = sorted({p for specs in specs_by_notebook.values() for p in specs if p not in RESERVED})
-    close = difflib.get_close_matches(key, every, n=1)
-    lines = [f"unknown parameter {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")]
-    for name, specs in specs_by_notebook.items():
-        valid = ", ".join(p for p in specs if p not in RESERVED) or "(none)"
-        lines.append(f"  valid parameters of {name}.ipynb: {valid}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- notebooks
-
-
-def find_notebooks(notebooks_dir: str | os.PathLike) -> list[Path]:
-    """The ``*.ipynb`` files directly in ``notebooks_dir``, sorted by name."""
-    folder = Path(notebooks_dir)
-    if not folder.is_dir():
-        raise RunnerError(f"notebooks folder not found: {folder} (pass --notebooks-dir DIR)")
-    found = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
-    if not found:
-        raise RunnerError(f"no notebooks (*.ipynb) in {folder}")
-    return found
-
-
-def select_notebooks(available: Sequence[Path], only: Sequence[str] | None) -> list[Path]:
-    """Notebooks picked by ``--only``: a name with or without ``.ipynb``, or its prefix (``01``).
-
-    No ``only`` selects everything. Keeps ``available``'s (sorted) order.
-    """
-    if not only:
-        return list(available)
-    chosen: set[Path] = set()
-    unknown: list[str] = []
-    for token in only:
-        stem = Path(token).name.removesuffix(".ipynb")
-        hits = [p for p in available if p.stem == stem]
-        hits = hits or [p for p in available if p.stem.split("_", 1)[0] == stem]
-        if hits:
-            chosen.update(hits)
+    out = dict(os.environ if base is None else base)
+    out.update(
+        {"PYTHONHASHSEED": str(0 if seed is None else seed), PROGRESS_ENV: "lines", "MPLBACKEND": INLINE_BACKEND}
+    )
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise RunnerError(f"env must map names to text (or None to unset), got {key!r}: {value!r}")
+        if value is None:
+            out.pop(key, None)
         else:
-            unknown.append(token)
-    if unknown:
-        names = "\n".join(f"  {p.stem}" for p in available)
-        raise RunnerError(
-            f"unknown notebook {', '.join(map(repr, unknown))}; available notebooks:\n{names}"
-        )
-    return [p for p in available if p in chosen]
-
-
-def check_kernel(kernel: str) -> None:
-    """Raise ``RunnerError`` with the install command when Jupyter kernel ``kernel`` is missing."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    installed = KernelSpecManager().find_kernel_specs()
-    if kernel not in installed:
-        have = ", ".join(sorted(installed)) or "none"
-        raise RunnerError(
-            f"Jupyter kernel {kernel!r} is not installed (installed: {have}); "
-            + _INSTALL_HINT.format(kernel=kernel)
-        )
+            out[key] = value
+    for key in (MIRROR_ENV, DATA_DIR_ENV):
+        if out.get(key, "").strip():
+            out[key] = os.path.abspath(os.path.expanduser(out[key].strip()))
+    return out
 
 
 def new_run_dir(runs_dir: str | os.PathLike, now: _dt.datetime | None = None) -> Path:
@@ -319,34 +159,184 @@ def new_run_dir(runs_dir: str | os.PathLike, now: _dt.datetime | None = None) ->
     raise RunnerError(f"could not create a fresh run folder under {root}")
 
 
-@contextlib.contextmanager
-def _kernel_environment() -> Iterator[None]:
-    """Make ``TGAD_DATA_MIRROR`` absolute while kernels start: they run with cwd = notebooks/."""
-    original = os.environ.get(MIRROR_ENV)
-    if original:
-        os.environ[MIRROR_ENV] = os.path.abspath(os.path.expanduser(original))
-    try:
-        yield
-    finally:
-        if original is not None:
-            os.environ[MIRROR_ENV] = original
+def run_folder_name(name: str, values: Mapping[str, Any]) -> str:
+    """``<notebook>-<8 hex digits>``: the folder of a run of ``name`` with parameter ``values``."""
+    return f"{name}-{parameters_digest(values)}"
 
 
-def _output_paths(source: Path, output_root: Path, protected: Sequence[Path]) -> tuple[Path, Path]:
-    name = source.stem
-    out_dir = output_root.resolve() / name
-    out_nb = out_dir / f"{name}.ipynb"
-    sources = {p.resolve() for p in (source, *protected)}
-    if out_nb.resolve() in sources:
+def _claim_folder(root: Path, plan: _Plan) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    base = run_folder_name(plan.name, plan.values)
+    for attempt in range(1, 1000):
+        candidate = root / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            candidate.mkdir()  # atomic: concurrent runs with equal values get distinct folders
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunnerError(f"could not create a fresh run folder for {plan.name} under {root}")
+
+
+def check_kernel(kernel: str) -> None:
+    """Raise ``RunnerError`` with the install command when Jupyter kernel ``kernel`` is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().find_kernel_specs()
+    if kernel not in installed:
+        have = ", ".join(sorted(installed)) or "none"
         raise RunnerError(
-            f"refusing to run {source.name}: its output {out_nb} is a source notebook; "
-            "choose a different --runs-dir"
+            f"Jupyter kernel {kernel!r} is not installed (installed: {have}); " + _INSTALL_HINT.format(kernel=kernel)
         )
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise RunnerError(
-            f"refusing to run {source.name}: {out_dir} already holds a run; use a fresh output folder"
-        )
-    return out_dir, out_nb
+
+
+# --------------------------------------------------------------------------- validation (nothing runs)
+
+
+def _as_job(item: str | os.PathLike | NotebookJob | tuple) -> NotebookJob:
+    if isinstance(item, NotebookJob):
+        return NotebookJob(Path(item.path), dict(item.parameters or {}))
+    if isinstance(item, tuple):
+        if len(item) != 2 or not isinstance(item[1], Mapping | None):
+            raise RunnerError(f"a job is a path, a (path, {{name: value}}) pair or a NotebookJob; got {item!r}")
+        return NotebookJob(Path(item[0]), dict(item[1] or {}))
+    return NotebookJob(Path(item))
+
+
+def _plan(
+    jobs: Sequence[NotebookJob],
+    *,
+    profile: str,
+    parameters: Mapping[str, Any] | None,
+    env: Mapping[str, str | None] | None = None,
+) -> list[_Plan]:
+    """Validate every job before anything runs (``ParameterError`` lists every problem)."""
+    kernel_environment(0, env, base={})  # refuse a malformed env= now, not in a worker
+    specs = {job.path: notebook_parameters(job.path) for job in jobs}
+    injected = validate_jobs([(job.path.stem, specs[job.path], job.parameters) for job in jobs], parameters, profile)
+    return [
+        _Plan(job.path.resolve(), own, effective_parameters(specs[job.path], own))
+        for job, own in zip(jobs, injected, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- one kernel, one run
+
+
+class _Control:
+    """The link between a run's worker thread and the thread that handles Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._process: Any = None  # the kernel's subprocess.Popen
+        self._pgid: int | None = None
+        # (index, id) of the cell the kernel is executing, None between cells: after a kill or a
+        # crash it names the cell that never finished (papermill marks it "completed").
+        self.running: tuple[int, str | None] | None = None
+
+    def attach(self, manager: Any) -> None:
+        provisioner = getattr(manager, "provisioner", None)
+        with self._lock:
+            self._process = getattr(provisioner, "process", None)
+            self._pgid = getattr(provisioner, "pgid", None)
+        if self.cancelled.is_set():  # Ctrl-C came while the kernel was starting
+            self.kill()
+
+    def send(self, signum: int) -> None:
+        with self._lock:
+            process, pgid = self._process, self._pgid
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # the whole group: the kernel runs in its own session, with any workers it started
+            if pgid and hasattr(os, "killpg"):
+                os.killpg(pgid, signum)
+            else:
+                process.send_signal(signum)
+
+    def interrupt(self) -> None:
+        self.cancelled.set()
+        self.send(signal.SIGINT)
+
+    def kill(self) -> None:
+        self.send(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    def ensure_dead(self, timeout: float = 10.0) -> None:
+        """No orphan: kill the kernel if papermill's own shutdown did not, and reap it."""
+        with self._lock:
+            process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            self.kill()
+        with contextlib.suppress(Exception):
+            process.wait(timeout)
+
+
+class _Cancelled(Exception):
+    """Raised between cells once Ctrl-C was pressed, so no further cell starts."""
+
+
+def _manager_class(env: Mapping[str, str], control: _Control) -> type:
+    """A kernel manager that starts its kernel with ``env`` and reports it to ``control``."""
+    from jupyter_client import AsyncKernelManager
+
+    class RunKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            if control.cancelled.is_set():
+                raise _Cancelled("interrupted before the kernel started")
+            kw["env"] = dict(env)  # replaces os.environ for this kernel only
+            await super().start_kernel(**kw)
+            control.attach(self)
+
+    return RunKernelManager
+
+
+def _engine_options(workdir: Path, env: Mapping[str, str], control: _Control) -> dict[str, Any]:
+    """nbclient options for one run: kernel env, kernel working directory, cancellation between
+    cells, and encrypted local channels where pyzmq can (the kernel then stops warning, once per
+    notebook, that its TCP traffic is plain text)."""
+    import zmq
+    from traitlets.config import Config
+
+    def before_cell(cell: Any, cell_index: int, **_: Any) -> None:
+        if control.cancelled.is_set():
+            cell.setdefault("metadata", {}).setdefault("papermill", {})["start_time"] = None  # it never ran
+            raise _Cancelled("interrupted before this cell started")
+        control.running = (cell_index, cell.get("id"))
+
+    def after_cell(**_: Any) -> None:
+        control.running = None
+
+    options: dict[str, Any] = {
+        "kernel_manager_class": _manager_class(env, control),
+        # nbclient starts the kernel in resources' metadata.path: papermill's cwd= would chdir
+        # the whole process instead.
+        "resources": {"metadata": {"path": str(workdir)}},
+        "on_cell_start": before_cell,
+        "on_cell_executed": after_cell,
+    }
+    if zmq.has("curve"):
+        options["config"] = Config({"KernelManager": {"transport_encryption": "auto"}})
+    return options
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop nbclient left on this worker thread (a reused thread gets a new one)."""
+    from jupyter_core.utils import ensure_event_loop
+
+    with contextlib.suppress(Exception):
+        loop = ensure_event_loop()
+        if loop.is_running():
+            return
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -355,55 +345,63 @@ def _short(text: str, limit: int = 160) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
-def _engine_options() -> dict[str, Any]:
-    """Encrypt the kernel's local channels where pyzmq can (the kernel then stops warning, once per
-    notebook, that its TCP traffic is plain text); a kernelspec without support runs as before."""
-    import zmq
-    from traitlets.config import Config
-
-    if not zmq.has("curve"):
-        return {}
-    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
-
-
-def _execute(
-    source: Path,
+def _run_one(
+    plan: _Plan,
     output_root: Path,
-    injected: Mapping[str, Any],
     kernel: str,
-    protected: Sequence[Path] = (),
-) -> NotebookResult:
-    """Execute one already-validated notebook; never raises for a failure inside the notebook."""
+    env: Mapping[str, str | None] | None,
+    control: _Control,
+    on_start: Callable[[str], None] | None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+) -> NotebookResult | None:
+    """Execute one validated run (worker thread). ``None`` when Ctrl-C came before it started;
+    never raises for a failure inside the notebook."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = source.resolve()
-    out_dir, out_nb = _output_paths(source, output_root, protected)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    params = {**injected, "output_dir": str(out_dir)}
+    if control.cancelled.is_set():
+        return None
+    try:
+        out_dir = _claim_folder(output_root.resolve(), plan)
+    except OSError as exc:  # read-only or missing parent: nothing ran, nothing to keep
+        problem = f"cannot create its run folder under {output_root}: {exc.strerror or exc}; choose a writable folder"
+        return NotebookResult(plan.name, "failed", 0.0, output_root / plan.name, None, problem, plan.values)
+    out_nb = out_dir / f"{plan.name}.ipynb"
+    seed = plan.values.get("seed")
+    kernel_env = kernel_environment(seed if isinstance(seed, int) else None, env)
+    if on_start is not None:
+        on_start(plan.name)
     error: str | None = None
+    cancelled_during = False
     started = time.perf_counter()
     try:
-        with _kernel_environment():
-            papermill.execute_notebook(
-                _escape_format(source),
-                _escape_format(out_nb),
-                parameters=params,
-                kernel_name=kernel,
-                cwd=str(source.parent),
-                log_output=False,
-                progress_bar=False,
-                **_engine_options(),
-            )
+        papermill.execute_notebook(
+            _escape_format(plan.source),
+            _escape_format(out_nb),
+            parameters={**plan.injected, "output_dir": str(out_dir)},
+            kernel_name=kernel,
+            log_output=False,
+            progress_bar=False,
+            **_engine_options(out_dir, kernel_env, control),
+        )
     except PapermillExecutionError as exc:
         error = f"cell In [{exc.exec_count}]: {exc.ename}: {_short(exc.evalue)}"
-    except Exception as exc:  # kernel died, timed out, ...: report it, keep running the others
+    except Exception as exc:  # kernel died or was killed, bad notebook file...: report, keep going
         error = f"{type(exc).__name__}: {_short(str(exc))}"
+    finally:
+        cancelled_during = control.cancelled.is_set()
+        control.ensure_dead()
+        _close_thread_loop()
     seconds = time.perf_counter() - started
 
     metrics: dict[str, Any] | None = None
-    metrics_path = out_dir / "metrics.json"
-    if error is None:
+    if cancelled_during and error is not None:
+        status = "interrupted"
+        # the kernel stopped on SIGINT in a cell ("cell In [n]"), was killed, or had not started a cell
+        cell = re.match(r"cell In \[\w*\]", error)
+        error = "interrupted (Ctrl-C)" + (f" in {cell.group(0)}" if cell else "")
+    elif error is None:
+        metrics_path = out_dir / "metrics.json"
         if not metrics_path.is_file():
             error = (
                 "finished but wrote no metrics.json (its last cell should call "
@@ -414,7 +412,222 @@ def _execute(
                 metrics = json.loads(metrics_path.read_text())
             except (OSError, ValueError) as exc:
                 error = f"metrics.json is unreadable: {_short(str(exc))}"
-    return NotebookResult(source.stem, error is None, seconds, out_nb, metrics, error)
+        status = "ok" if error is None else "failed"
+    else:
+        status = "failed"
+    try:
+        status, error = _mark_notebook(out_nb, plan, status, error, seconds, control.running)
+    except OSError as exc:  # disk full, folder removed meanwhile: the verdict still reaches the caller
+        error = f"{error or 'ok'}; the executed notebook could not be marked: {exc.strerror or exc}"
+    result = NotebookResult(plan.name, status, seconds, out_nb, metrics if status == "ok" else None, error, plan.values)
+    if on_result is not None:  # here, not in the waiting thread: before this worker starts its next run
+        on_result(result)
+    return result
+
+
+# --------------------------------------------------------------------------- the saved notebook's verdict
+
+
+def _banner(status: str, error: str | None, name: str) -> str:
+    if status == "interrupted":
+        return (
+            f"**Run interrupted: this notebook did not complete.** {error}. The cell that was running "
+            "when it stopped is marked with a KeyboardInterrupt; the cells after it did not run, so "
+            "their outputs are missing and any figures or metrics.json may be partial. Rerun with "
+            f"`python -m tgad_lite.notebooks run --only {name}`."
+        )
+    return (
+        f"**Run failed.** {error}. Outputs up to the failing cell are kept for diagnosis; the cells "
+        "after it did not run."
+    )
+
+
+def _mark_cells(nb: Any, status: str, running: tuple[int, str | None] | None) -> int | None:
+    """Undo papermill's "completed" on cells that never finished or never started.
+
+    ``running`` is the cell the kernel was executing when it was killed or died (``None`` if
+    none). Returns the execution count of the cell where the run stopped.
+    """
+    import nbformat
+
+    stopped_at = None
+    cell = None
+    if running is not None:
+        index, cell_id = running
+        by_id = [c for c in nb.cells if cell_id is not None and c.get("id") == cell_id]
+        cell = by_id[0] if by_id else (nb.cells[index] if index < len(nb.cells) else None)
+    if cell is not None and cell.cell_type == "code":
+        info = cell.setdefault("metadata", {}).setdefault("papermill", {})
+        if info.get("status") != "failed":  # the kernel was killed or died, so no error reached the cell
+            info["status"], info["exception"] = "failed", True
+            if status == "interrupted":
+                ename = "KeyboardInterrupt"
+                evalue = (
+                    "the run was interrupted (Ctrl-C) while this cell was executing; "
+                    "the kernel did not stop on SIGINT and was killed"
+                )
+            else:
+                ename, evalue = "DeadKernelError", "the kernel died while this cell was executing"
+            cell.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[]))
+        stopped_at = cell.get("execution_count")
+    for other in nb.cells:
+        info = other.get("metadata", {}).get("papermill")
+        if info is not None and not info.get("start_time") and info.get("status") == "completed":
+            info["status"] = "pending"  # it never started
+    return stopped_at
+
+
+def _mark_notebook(
+    out_nb: Path,
+    plan: _Plan,
+    status: str,
+    error: str | None,
+    seconds: float,
+    running: tuple[int, str | None] | None = None,
+) -> tuple[str, str | None]:
+    """Write the run's verdict into ``out_nb`` (atomically); rebuild it from the source when
+    papermill saved nothing readable (the kernel never started, or the file was cut short).
+    Returns the final ``(status, error)``: the error names the interrupted cell where it could
+    not be known before."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(out_nb, as_version=4)
+    except Exception:
+        nb = nbformat.read(plan.source, as_version=4)
+        if status == "ok":  # cannot happen (papermill wrote it), but never claim a run we cannot show
+            status, error = "failed", "the executed notebook could not be saved"
+        error = f"{error}; no executed copy was saved, this is the source notebook"
+    if status != "ok":
+        stopped_at = _mark_cells(nb, status, running)
+        if stopped_at is not None and "cell In [" not in str(error):
+            error = f"{error} in cell In [{stopped_at}]"
+        nb.cells = [c for c in nb.cells if BANNER_TAG not in c.get("metadata", {}).get("tags", [])]
+        nb.cells.insert(
+            0, nbformat.v4.new_markdown_cell(_banner(status, error, plan.name), metadata={"tags": [BANNER_TAG]})
+        )
+        nb.metadata.setdefault("papermill", {})["exception"] = True
+    nb.metadata[STATUS_KEY] = {
+        "status": status,
+        "error": error,
+        "seconds": round(seconds, 3),
+        "parameters": plan.values,
+        "finished": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    partial = out_nb.with_name(f".{out_nb.name}.partial")
+    try:
+        nbformat.write(nb, partial)
+        os.replace(partial, out_nb)  # a reader never sees half a notebook
+    finally:
+        partial.unlink(missing_ok=True)
+    return status, error
+
+
+# --------------------------------------------------------------------------- several runs
+
+
+def _stop(controls: Sequence[_Control], futures: Iterable[Future]) -> None:
+    """After Ctrl-C: stop queued runs, SIGINT the running kernels, SIGKILL them after the grace
+    period (or at a second Ctrl-C), then wait for the runs to save their partial notebooks."""
+    futures = list(futures)
+    for future in futures:
+        future.cancel()
+    for control in controls:
+        control.interrupt()
+    try:
+        wait(futures, timeout=INTERRUPT_GRACE_S)
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: kill now
+    for control in controls:
+        control.kill()
+    for _ in range(3):  # a third Ctrl-C must not leave a notebook half saved
+        try:
+            wait(futures, timeout=KILL_WAIT_S)
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _execute(
+    plans: Sequence[_Plan],
+    output_root: Path,
+    *,
+    kernel: str,
+    env: Mapping[str, str | None] | None,
+    max_workers: int,
+    on_start: Callable[[str], None] | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+) -> list[NotebookResult]:
+    """Run validated plans on ``max_workers`` threads; results in plan order (see ``run_many``)."""
+    controls = [_Control() for _ in plans]
+    results: list[NotebookResult | None] = [None] * len(plans)
+    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tgad-run")
+    futures: dict[Future, int] = {}
+    interrupted = False
+    try:
+        for i, (plan, control) in enumerate(zip(plans, controls, strict=True)):
+            futures[executor.submit(_run_one, plan, output_root, kernel, env, control, on_start, on_result)] = i
+        pending = set(futures)
+        # The calling thread only waits, so Ctrl-C always lands here and never inside papermill.
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                results[futures[future]] = future.result()
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(controls, futures)
+        for future, i in futures.items():
+            if results[i] is None and future.done() and not future.cancelled() and future.exception() is None:
+                results[i] = future.result()
+        started = [r for r in results if r is not None]
+        not_run = [p.name for p, r in zip(plans, results, strict=True) if r is None]
+        raise RunInterrupted(started, not_run) from None
+    finally:
+        # After Ctrl-C the runs were given their time in _stop: do not hang on one that is stuck.
+        executor.shutdown(wait=not interrupted, cancel_futures=True)
+    return [r for r in results if r is not None]
+
+
+def run_many(
+    jobs: Iterable[str | os.PathLike | NotebookJob | tuple[str | os.PathLike, Mapping[str, Any]]],
+    output_root: str | os.PathLike,
+    *,
+    profile: str = "smoke",
+    parameters: Mapping[str, Any] | None = None,
+    kernel: str = DEFAULT_KERNEL,
+    env: Mapping[str, str | None] | None = None,
+    max_workers: int = 1,
+    on_start: Callable[[str], None] | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+) -> list[NotebookResult]:
+    """Execute several notebooks, or one notebook with several parameter sets; results in job order.
+
+    ``jobs``: notebook paths, ``(path, overrides)`` pairs or ``NotebookJob``s. ``parameters`` are
+    shared overrides, applied to the notebooks that declare them; a job's own overrides win.
+    Every job is validated before any folder or kernel exists (``ParameterError`` lists every
+    problem). Runs go to ``output_root/<notebook>-<hash>/``, one thread per run up to
+    ``max_workers`` (default 1: one after another), each with its own kernel, environment
+    (``kernel_environment(seed, env)``) and working directory. ``on_start(name)`` and
+    ``on_result(result)`` are called from the run's worker thread. A failure inside a notebook
+    is a result with status ``failed``; Ctrl-C raises ``RunInterrupted`` once every kernel is
+    stopped and every partial notebook saved.
+    """
+    jobs = [_as_job(job) for job in jobs]
+    if not jobs:
+        raise RunnerError("run_many needs at least one notebook")
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise RunnerError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+    check_kernel(kernel)
+    plans = _plan(jobs, profile=profile, parameters=parameters, env=env)
+    return _execute(
+        plans,
+        Path(output_root),
+        kernel=kernel,
+        env=env,
+        max_workers=max_workers,
+        on_start=on_start,
+        on_result=on_result,
+    )
 
 
 def run_notebook(
@@ -424,136 +637,16 @@ def run_notebook(
     profile: str = "smoke",
     parameters: Mapping[str, Any] | None = None,
     kernel: str = DEFAULT_KERNEL,
+    env: Mapping[str, str | None] | None = None,
 ) -> NotebookResult:
-    """Execute one notebook into ``output_root/<name>/<name>.ipynb`` and load its metrics.
+    """Execute one notebook into ``output_root/<name>-<hash>/<name>.ipynb`` and load its metrics.
 
-    ``parameters`` are overrides (already parsed values); they are checked against the
-    notebook's parameters cell first and ``ParameterError`` is raised before anything runs.
-    A failure inside the notebook is returned as ``ok=False`` with ``error`` set.
+    ``parameters`` are overrides (already parsed values), checked against the notebook's
+    parameters cell first: ``ParameterError`` is raised before any folder or kernel exists.
+    ``env`` adds to (or, with ``None`` values, removes from) the kernel's copy of the caller's
+    environment. A failure inside the notebook is returned as status ``failed`` with ``error``
+    set; Ctrl-C raises ``RunInterrupted`` (a ``KeyboardInterrupt``) after saving the partial
+    notebook. The caller's ``os.environ`` and working directory are left untouched.
     """
-    source = Path(path)
-    check_kernel(kernel)
-    specs = notebook_parameters(source)
-    injected = validate_parameters({source.stem: specs}, parameters, profile)[source.stem]
-    return _execute(source, Path(output_root), injected, kernel)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def format_parameter_table(name: str, specs: Mapping[str, ParameterSpec]) -> str:
-    """A plain-text table of one notebook's parameters: name, type, default, help."""
-    if not specs:
-        return f"{name}\n  (no cell tagged 'parameters')"
-    rows = [("parameter", "type", "default", "help")]
-    for spec in specs.values():
-        help_text = spec.help or "-"
-        if spec.name == "output_dir":
-            help_text += " [set by the runner]"
-        elif spec.name == "profile":
-            help_text += " [use --profile]"
-        rows.append((spec.name, spec.type_name, spec.default_source, help_text))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [name]
-    for row in rows:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
-    return "\n".join(lines)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _default_notebooks_dir() -> Path:
-    here = Path("notebooks")
-    if here.is_dir():
-        return here
-    repo = Path(__file__).resolve().parents[2] / "notebooks"  # editable install: <repo>/tgad_lite/
-    return repo if repo.is_dir() else here
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tgad_lite.notebooks",
-        description="Run the tgad-lite notebooks with papermill, or list their parameters.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--notebooks-dir", type=Path, default=None,
-                       help="folder holding the *.ipynb files (default: ./notebooks)")
-        p.add_argument("--only", nargs="+", action="extend", metavar="NAME", default=[],
-                       help="run only these notebooks: name, name.ipynb or numeric prefix (01)")
-
-    run = sub.add_parser("run", help="execute notebooks into runs/<timestamp>/")
-    common(run)
-    run.add_argument("--profile", default="smoke", choices=PROFILES,
-                     help="smoke: small and fast (CI); full: paper-scale (default: smoke)")
-    run.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
-                     metavar="KEY=VALUE", help="override a notebook parameter, e.g. -p epochs=50")
-    run.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                     help="where run folders are created (default: runs)")
-    run.add_argument("--kernel", default=DEFAULT_KERNEL,
-                     help=f"Jupyter kernel to run in (default: {DEFAULT_KERNEL})")
-    run.add_argument("--list", action="store_true",
-                     help="list the selected notebooks' parameters instead of running them")
-
-    listing = sub.add_parser("list", help="show each notebook's parameters and their help")
-    common(listing)
-    return parser
-
-
-def _list(selected: Sequence[Path]) -> None:
-    tables = [format_parameter_table(p.name, notebook_parameters(p)) for p in selected]
-    print("\n\n".join(tables))
-    print(
-        "\nChange a value with: python -m tgad_lite.notebooks run -p NAME=VALUE "
-        "(or make run ARGS='-p NAME=VALUE')"
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 1 a notebook failed, 2 bad input)."""
-    args = _build_parser().parse_args(argv)
-    try:
-        notebooks_dir = args.notebooks_dir or _default_notebooks_dir()
-        available = find_notebooks(notebooks_dir)
-        selected = select_notebooks(available, args.only)
-        if args.command == "list" or args.list:
-            _list(selected)
-            return 0
-        overrides = parse_cli_parameters(args.parameters)
-        specs = {p.stem: notebook_parameters(p) for p in selected}
-        injected = validate_parameters(specs, overrides, args.profile)
-        check_kernel(args.kernel)
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    run_dir = new_run_dir(args.runs_dir)
-    print(f"running {len(selected)} notebook(s), profile {args.profile} -> {_display(run_dir)}", flush=True)
-    width = max(len(p.stem) for p in selected)
-    started = time.perf_counter()
-    results: list[NotebookResult] = []
-    for p in selected:
-        print(f"  {p.stem.ljust(width)}  ", end="", flush=True)
-        try:
-            result = _execute(p, run_dir, injected[p.stem], args.kernel, available)
-        except RunnerError as exc:
-            result = NotebookResult(p.stem, False, 0.0, run_dir / p.stem, None, str(exc))
-        results.append(result)
-        status = "ok" if result.ok else f"FAILED  {result.error}"
-        print(f"{result.seconds:7.1f} s  {status}", flush=True)
-        if not result.ok and result.output_notebook.is_file():
-            print(f"  {' ' * width}  see {_display(result.output_notebook)}", flush=True)
-    failed = sum(not r.ok for r in results)
-    total = time.perf_counter() - started
-    noun = "notebook" if len(results) == 1 else "notebooks"
-    print(
-        f"{len(results)} {noun}: {len(results) - failed} ok, {failed} failed "
-        f"in {total:.1f} s -> {_display(run_dir)}"
-    )
-    return 1 if failed else 0
+    (result,) = run_many([Path(path)], output_root, profile=profile, parameters=parameters, kernel=kernel, env=env)
+    return result
