@@ -8,10 +8,21 @@ from torch_geometric.nn import GATConv, GATv2Conv
 from torch_geometric.utils import softmax as pyg_softmax
 
 from tgad_lite.gat import (
-    GAT, DenseGATLayer, GATv2Layer, NaiveGATLayer, SparseFeatures, SparseGATLayer,
-    bernoulli_free_dropout, neighbourhood_softmax, receptive_field,
+    GAT,
+    LAYERS,
+    DenseGATLayer,
+    GATv2Layer,
+    NaiveGATLayer,
+    SparseFeatures,
+    SparseGATLayer,
+    bernoulli_free_dropout,
+    dense,
+    gatv2,
+    naive,
+    neighbourhood_softmax,
+    receptive_field,
+    sparse,
 )
-from tgad_lite.gat import dense, gatv2, naive, sparse
 
 IMPLS = {"naive": naive, "dense": dense, "sparse": sparse}
 
@@ -45,7 +56,7 @@ def test_implementations_match_gatconv_outputs_attention_and_gradients(concat, r
     conv = GATConv(f, 5, heads=3, concat=concat, residual=residual)
     x_ref = x.clone().requires_grad_()
     ref, (ref_ei, ref_alpha) = conv(x_ref, ei, return_attention_weights=True)
-    ref_grads = torch.autograd.grad((ref ** 2).sum(), [x_ref, *conv.parameters()])
+    ref_grads = torch.autograd.grad((ref**2).sum(), [x_ref, *conv.parameters()])
     for name, module in IMPLS.items():
         layer = module.from_pyg(conv)
         x_ours = x.clone().requires_grad_()
@@ -54,9 +65,9 @@ def test_implementations_match_gatconv_outputs_attention_and_gradients(concat, r
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-10, msg=f"{name} output")
         assert torch.equal(our_ei, ref_ei), name
         torch.testing.assert_close(alpha, ref_alpha, rtol=0, atol=1e-10, msg=f"{name} attention")
-        grads = torch.autograd.grad((out ** 2).sum(), [x_ours, *layer.parameters()])
+        grads = torch.autograd.grad((out**2).sum(), [x_ours, *layer.parameters()])
         assert len(grads) == len(ref_grads)
-        for g_ours, g_ref in zip(grads, ref_grads):
+        for g_ours, g_ref in zip(grads, ref_grads, strict=True):
             torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-9, msg=f"{name} gradient")
 
 
@@ -107,7 +118,7 @@ def test_neighbourhood_softmax_matches_pyg_and_survives_huge_scores():
     torch.testing.assert_close(huge, pyg_softmax(scores, ei[1], num_nodes=40))
 
 
-def test_gatv2_matches_pyg_and_differs_from_gat():
+def test_gatv2_matches_pyg_outputs_attention_and_parameter_names():
     n = 20
     ei = random_graph(n, 60, 2)
     x = torch.randn(n, 5)
@@ -119,7 +130,30 @@ def test_gatv2_matches_pyg_and_differs_from_gat():
         _, (ref_ei, ref_alpha) = conv(x, ei, return_attention_weights=True)
         assert torch.equal(att_ei, ref_ei)
         torch.testing.assert_close(alpha, ref_alpha, rtol=0, atol=1e-10)
-    assert isinstance(GATv2Layer(5, 4), torch.nn.Module)
+        assert list(layer.state_dict()) == list(conv.state_dict())  # GATv2Conv's names, so weights copy
+
+
+def test_gatv2_shares_the_base_settings_validation_and_sparse_input():
+    for bad, match in (
+        (dict(dropout=1.0), "dropout must be in"),
+        (dict(input_dropout=-0.1), "input_dropout"),
+        (dict(heads=0), "heads must be a positive int"),
+        (dict(negative_slope=-1.0), "negative_slope"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            GATv2Layer(5, 4, **bad)
+        with pytest.raises(ValueError, match=match):
+            SparseGATLayer(5, 4, **bad)
+    torch.manual_seed(0)
+    x = (torch.rand(30, 12) < 0.2).double() * torch.rand(30, 12)
+    ei = random_graph(30, 80, 6)
+    layer = GATv2Layer(12, 3, heads=2).eval()
+    torch.testing.assert_close(layer(SparseFeatures(x), ei), layer(x, ei))
+    # Shared input dropout: in training mode the layer's input is dropped (outputs change with the draw).
+    layer = GATv2Layer(12, 3, heads=2, input_dropout=0.5).train()
+    assert not torch.equal(layer(x, ei), layer(x, ei))
+    layer.eval()
+    assert torch.equal(layer(x, ei), layer(x, ei))
 
 
 def test_sparse_features_give_the_same_outputs_and_weight_gradients():
@@ -135,7 +169,7 @@ def test_sparse_features_give_the_same_outputs_and_weight_gradients():
     for x_sparse in (sf, x.to_sparse_coo(), x.to_sparse_csr()):
         out = layer(x_sparse, ei)
         torch.testing.assert_close(out, dense_out)
-        for a, b in zip(torch.autograd.grad(out.square().sum(), list(layer.parameters())), g_dense):
+        for a, b in zip(torch.autograd.grad(out.square().sum(), list(layer.parameters())), g_dense, strict=True):
             torch.testing.assert_close(a, b)
     rows = torch.tensor([4, 0, 17])
     torch.testing.assert_close(sf.index_select(0, rows).to_dense(), x[rows])
@@ -176,8 +210,56 @@ def test_receptive_field_training_forward_is_exact():
             pruned = pruned[rf.targets]
             torch.testing.assert_close(pruned, full)
             g_pruned = torch.autograd.grad(pruned.square().sum(), list(twin.parameters()))
-            for a, b in zip(g_pruned, g_full):
+            for a, b in zip(g_pruned, g_full, strict=True):
                 torch.testing.assert_close(a, b)
+    v2 = GAT(10, 3, hidden=4, heads=2, impl="gatv2").eval()  # the other edge-list layer prunes rows too
+    torch.testing.assert_close(v2(rf.select(x), rf.layer_edges, rf.layer_targets)[rf.targets], v2(x, ei)[targets])
+
+
+def test_receptive_field_keeps_repeated_targets_once_in_first_occurrence_order():
+    n = 60
+    ei = random_graph(n, 200, 13)
+    once = receptive_field(ei, torch.tensor([9, 4, 30]), 2, n)
+    repeated = receptive_field(ei, torch.tensor([9, 4, 9, 30, 4, 4]), 2, n)
+    assert repeated.nodes[repeated.targets].tolist() == [9, 4, 30]
+    assert torch.equal(repeated.nodes, once.nodes) and repeated.layer_targets == once.layer_targets
+    assert all(torch.equal(a, b) for a, b in zip(repeated.layer_edges, once.layer_edges, strict=True))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[[30, 4, 9]] = True
+    assert receptive_field(ei, mask, 2, n).nodes[:3].tolist() == [4, 9, 30]  # a mask: ascending ids
+
+
+def test_receptive_field_rejects_bad_targets_and_edges_clearly():
+    n = 10
+    ei = random_graph(n, 30, 14)
+    with pytest.raises(ValueError, match=r"target ids must lie in 0\.\.9 .*got \[10\]"):
+        receptive_field(ei, torch.tensor([1, 10]), 2, n)
+    with pytest.raises(ValueError, match=r"got \[-1\]"):
+        receptive_field(ei, torch.tensor([-1, 2]), 2, n)
+    with pytest.raises(ValueError, match="one entry per node"):
+        receptive_field(ei, torch.ones(n + 1, dtype=torch.bool), 2, n)
+    with pytest.raises(ValueError, match="integers"):
+        receptive_field(ei, torch.tensor([1.0, 2.0]), 2, n)
+    with pytest.raises(ValueError, match="outside 0..7"):
+        receptive_field(ei, torch.tensor([1]), 2, 8)
+    with pytest.raises(ValueError, match="num_layers"):
+        receptive_field(ei, torch.tensor([1]), 0, n)
+
+
+def test_sparse_features_device_surface_and_bad_input():
+    x = torch.eye(6, 4)
+    sf = SparseFeatures(x)
+    assert sf.device == torch.device("cpu") and sf.dtype == x.dtype
+    assert sf.to("cpu") is sf and sf.cpu() is sf
+    assert sf.index_select(0, torch.tensor([3, 0])).device == sf.device
+    with pytest.raises(ValueError, match="SparseFeatures are on cpu but the weights are on meta"):
+        sf.matmul(torch.empty(4, 2, device="meta"))
+    with pytest.raises(ValueError, match="needs 4 rows"):
+        sf.matmul(torch.ones(5, 2))
+    with pytest.raises(ValueError, match=r"row ids must lie in 0\.\.5"):
+        sf.index_select(0, torch.tensor([6]))
+    with pytest.raises(ValueError, match=r"\[N, F\]"):
+        SparseFeatures(torch.ones(3))
 
 
 @pytest.mark.parametrize("impl", ["naive", "dense", "sparse", "gatv2", "pyg"])
@@ -201,6 +283,52 @@ def test_bad_inputs_name_the_problem():
         SparseGATLayer(3, 2)(torch.randn(5, 3), torch.tensor([[0, 9], [1, 2]]))
     with pytest.raises(ValueError, match="bipartite"):
         NaiveGATLayer.from_pyg(GATConv((3, 4), 2))
-    assert isinstance(DenseGATLayer(3, 2), torch.nn.Module)
     with pytest.raises(ValueError, match="beyond the first 2"):
         SparseGATLayer(3, 2)(torch.randn(5, 3), torch.tensor([[0, 1], [1, 4]]), num_targets=2)
+    with pytest.raises(ValueError, match=r"\[2, E\] tensor"):
+        DenseGATLayer(3, 2)(torch.randn(5, 3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integer node ids"):
+        NaiveGATLayer(3, 2)(torch.randn(5, 3), torch.tensor([[0.0, 1.0], [1.0, 2.0]]))
+    # A device mismatch is named before any kernel runs (the meta device stands in for a GPU here).
+    with pytest.raises(ValueError, match="x is on cpu but edge_index on meta"):
+        SparseGATLayer(3, 2)(torch.randn(5, 3), torch.zeros(2, 4, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="dropout must be in"):
+        GAT(3, 2, impl="pyg", dropout=1.0)
+
+
+@pytest.mark.parametrize("name", ["naive", "dense", "sparse"])
+def test_every_layer_accepts_sparse_features(name):
+    torch.manual_seed(0)
+    x = (torch.rand(40, 20) < 0.15).double() * torch.rand(40, 20)
+    ei = random_graph(40, 120, 8)
+    layer = IMPLS[name].from_pyg(GATConv(20, 3, heads=2, residual=True))
+    out, (att_ei, alpha) = layer(SparseFeatures(x), ei, return_attention=True)
+    ref, (ref_ei, ref_alpha) = layer(x, ei, return_attention=True)
+    torch.testing.assert_close(out, ref)
+    assert torch.equal(att_ei, ref_ei)
+    torch.testing.assert_close(alpha, ref_alpha)
+    grads = torch.autograd.grad(out.square().sum(), list(layer.parameters()))
+    ref_grads = torch.autograd.grad(layer(x, ei).square().sum(), list(layer.parameters()))
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("impl", ["naive", "dense", "sparse", "gatv2", "pyg"])
+def test_num_targets_gives_the_targets_rows_and_attention_in_every_layer(impl):
+    torch.manual_seed(0)
+    n, t = 20, 6
+    ei = random_graph(n, 60, 12)
+    ei = ei[:, ei[1] < t]  # every edge points into the first t nodes, as in a receptive field's layer
+    layer = LAYERS[impl](5, 3, heads=2).eval()
+    x = torch.randn(n, 5)
+    full, (full_ei, full_alpha) = layer(x, ei, return_attention=True)
+    out, (att_ei, alpha) = layer(x, ei, return_attention=True, num_targets=t)
+    assert out.shape == (t, 6)
+    torch.testing.assert_close(out, full[:t])
+    torch.testing.assert_close(layer(x, ei, num_targets=t), full[:t])
+    into = full_ei[1] < t  # the full run also has self loops of the other n - t nodes
+    assert att_ei[1].max() < t and int(into.sum()) == att_ei.size(1) < full_ei.size(1)
+    order = torch.argsort(att_ei[0] * n + att_ei[1])
+    ref_order = torch.argsort(full_ei[0, into] * n + full_ei[1, into])
+    assert torch.equal(att_ei[:, order], full_ei[:, into][:, ref_order])
+    torch.testing.assert_close(alpha[order], full_alpha[into][ref_order])

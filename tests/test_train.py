@@ -53,8 +53,7 @@ def test_restore_on_best_validation_accuracy_breaks_ties_by_loss():
     paper = fit(model, *scripted(model, losses, accs), max_epochs=8, patience=3, progress=False)
     assert paper.best_epoch == 2 and model.w.item() == 2.0
     model = Scalar()
-    by_acc = fit(model, *scripted(model, losses, accs), max_epochs=8, patience=3, restore="val_acc",
-                 progress=False)
+    by_acc = fit(model, *scripted(model, losses, accs), max_epochs=8, patience=3, restore="val_acc", progress=False)
     assert by_acc.best_epoch == 5 and model.w.item() == 5.0
     assert by_acc.best["val_acc"] == 0.7 and by_acc.stopped_epoch == paper.stopped_epoch == 8
     with pytest.raises(ValueError, match="restore must be 'all' or one of the monitored"):
@@ -64,9 +63,50 @@ def test_restore_on_best_validation_accuracy_breaks_ties_by_loss():
 def test_non_finite_loss_raises_and_restores_best_weights():
     model = Scalar()
     losses = [1.0, 0.5, float("nan"), 0.1]
-    with pytest.raises(FloatingPointError, match="val_loss became non-finite at epoch 3"):
+    with pytest.raises(FloatingPointError, match=r"val_loss became non-finite at epoch 3.*\(epoch 2\) were restored"):
         fit(model, *scripted(model, losses, [0.1, 0.2, 0.3, 0.4]), max_epochs=4, patience=5, progress=False)
     assert model.w.item() == 2.0
+
+
+def test_non_finite_loss_in_the_first_epoch_says_no_best_epoch_yet():
+    model = Scalar()
+    with pytest.raises(FloatingPointError, match="no best epoch yet") as err:
+        fit(model, *scripted(model, [float("inf")], [0.1]), max_epochs=3, patience=2, progress=False)
+    assert "epoch -1" not in str(err.value)
+    assert model.w.item() == 0.0  # the weights from before training
+
+
+def test_fit_progress_prints_a_line_every_n_epochs_with_the_monitored_metrics(monkeypatch, capsys):
+    monkeypatch.setenv("TGAD_PROGRESS", "lines")
+    model = Scalar()
+    losses = [1.0 - 0.01 * i for i in range(40)]
+    fit(model, *scripted(model, losses, [0.5] * 40), max_epochs=40, patience=40, every=10, desc="demo")
+    lines = capsys.readouterr().out.splitlines()
+    # Epochs 10, 20, 30 and the closing line (epoch 40 is reported once, by the closing line).
+    assert [line.split(" (")[0] for line in lines] == ["demo: 10/40", "demo: 20/40", "demo: 30/40", "demo: 40/40 done"]
+    assert "val_loss=0.61" in lines[-1] and "val_acc=0.5" in lines[-1]
+    fit(model, *scripted(model, losses, [0.5] * 40), max_epochs=40, patience=40, progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_fit_closes_its_progress_display_when_training_fails(monkeypatch, capsys):
+    monkeypatch.setenv("TGAD_PROGRESS", "lines")
+    model = Scalar()
+    with pytest.raises(FloatingPointError):
+        fit(model, *scripted(model, [1.0, float("nan")], [0.1, 0.2]), max_epochs=100, patience=5, every=50)
+    # One closing line: the display ends with the last completed epoch, not left open.
+    assert [ln.split(" (")[0] for ln in capsys.readouterr().out.splitlines()] == ["train: 1/100 done"]
+
+
+def test_train_node_classifier_names_inputs_on_another_device():
+    from tgad_lite.train import train_node_classifier
+
+    model = torch.nn.Linear(3, 2)
+    x, ei = torch.randn(4, 3), torch.zeros(2, 0, dtype=torch.long)
+    y, mask = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.bool)
+    # The meta device stands in for a GPU: the check must fire before any kernel runs.
+    with pytest.raises(ValueError, match=r"model is on cpu but edge_index on meta, y on meta; move them"):
+        train_node_classifier(model, x, ei.to("meta"), y.to("meta"), mask, mask, mask, progress=False)
 
 
 def test_missing_monitored_metric_and_bad_arguments_are_named():
@@ -77,7 +117,17 @@ def test_missing_monitored_metric_and_bad_arguments_are_named():
         fit(model, lambda: {}, lambda: {}, max_epochs=2, patience=0, progress=False)
 
 
-def test_short_cora_training_clearly_beats_chance(data_mirror, monkeypatch, tmp_path):
+@pytest.fixture
+def keep_determinism():
+    """seed_everything switches deterministic mode on for the process: switch it back afterwards."""
+    from tgad_lite.repro import determinism_state, restore_determinism
+
+    state = determinism_state()
+    yield
+    restore_determinism(state)
+
+
+def test_short_cora_training_clearly_beats_chance(data_mirror, monkeypatch, tmp_path, keep_determinism):
     if data_mirror is None or not (data_mirror / "Cora" / "raw").is_dir():
         pytest.skip("needs the real Cora raw files in $TGAD_DATA_MIRROR (or ../shared/data)")
     monkeypatch.setenv("TGAD_DATA_MIRROR", str(data_mirror))
@@ -92,35 +142,18 @@ def test_short_cora_training_clearly_beats_chance(data_mirror, monkeypatch, tmp_
     model = GAT(data.num_features, 7, impl="sparse")
     rf = receptive_field(data.edge_index, data.train_mask, 2, data.num_nodes)
     result = train_node_classifier(
-        model, SparseFeatures(data.x), data.edge_index, data.y, data.train_mask, data.val_mask,
-        data.test_mask, max_epochs=60, patience=60, train_graph=rf, progress=False,
+        model,
+        SparseFeatures(data.x),
+        data.edge_index,
+        data.y,
+        data.train_mask,
+        data.val_mask,
+        data.test_mask,
+        max_epochs=60,
+        patience=60,
+        train_graph=rf,
+        progress=False,
     )
     # Chance is 1/7 (14%) and the majority class 32%; 60 epochs reach ~75-80%.
     assert result.test_acc > 0.65
     assert result.history.best_epoch >= 1 and len(result.history.records) == 60
-
-
-def test_checkpoint_round_trip_and_refusal_of_a_mismatched_config(tmp_path):
-    from tgad_lite.gat import GAT
-    from tgad_lite.train import CheckpointMismatchError, load_checkpoint, save_checkpoint
-
-    config = {"in_channels": 6, "num_classes": 3, "hidden": 4, "heads": 2, "impl": "sparse"}
-    build = lambda c: GAT(c["in_channels"], c["num_classes"], hidden=c["hidden"], heads=c["heads"], impl=c["impl"])
-    trained = build(config)
-    path = save_checkpoint(tmp_path / "gat.pt", trained, config, metrics={"val_acc": 0.5})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gat.pt"]  # no temporary left behind
-
-    fresh = build(config)
-    meta = load_checkpoint(path, fresh, config)
-    assert meta["metrics"] == {"val_acc": 0.5} and meta["config"] == config
-    for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
-        assert torch.equal(a, b)
-
-    other = dict(config, heads=4)
-    untouched = build(other)
-    before = [t.clone() for t in untouched.state_dict().values()]
-    with pytest.raises(CheckpointMismatchError, match=r"heads: checkpoint 2 vs now 4"):
-        load_checkpoint(path, untouched, other)
-    assert all(torch.equal(a, b) for a, b in zip(before, untouched.state_dict().values()))
-    with pytest.raises(FileNotFoundError, match="train the model first"):
-        load_checkpoint(tmp_path / "missing.pt", fresh, config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(device: "str | object" = "auto"):
+def resolve_device(device: str | object = "auto"):
     """``"auto"`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
 
     Returns a ``torch.device``. Raises ``ValueError`` naming the fix for an unknown name, or for
@@ -34,7 +34,9 @@ def resolve_device(device: "str | object" = "auto"):
                 "Use device='auto' (cuda when present, else cpu) or device='cpu'."
             )
         if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
-                             f"numbered 0..{torch.cuda.device_count() - 1}")
+            raise ValueError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                f"numbered 0..{torch.cuda.device_count() - 1}"
+            )
         return torch.device(name)
     raise ValueError(f"unknown device {device!r}; choose one of {'|'.join(DEVICE_CHOICES)} (or 'cuda:N')")

@@ -14,9 +14,11 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +48,7 @@ class Timing:
         return f"{self.median_ms:.1f} ms (IQR {self.iqr_ms:.1f}, n={self.n})"
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> "Timing":
+    def from_samples(cls, samples_ms: Sequence[float]) -> Timing:
         if not samples_ms:
             raise ValueError("a Timing needs at least one sample")
         s = sorted(float(v) for v in samples_ms)
@@ -64,6 +66,7 @@ def time_interleaved(
     repeats: int = 10,
     min_time_s: float = 0.0,
     max_time_s: float | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Timing]:
     """Time several callables in rounds ``A B C A B C ...`` so background load hits all alike.
 
@@ -72,7 +75,9 @@ def time_interleaved(
     calls get enough samples), or once it has ``max_time_s`` seconds of them (so a slow call does
     not hold up the run; it always gets at least one sample). The others keep alternating.
     Each function must block until its work is done (return a Python number, e.g. ``loss.item()``,
-    so asynchronous GPU work is included).
+    so asynchronous GPU work is included), or pass ``device`` (a CUDA device): then the device is
+    synchronised before and after every timed call, so queued kernels are neither left out nor
+    charged to the next call.
     """
     if not fns:
         raise ValueError("time_interleaved needs at least one callable")
@@ -80,6 +85,7 @@ def time_interleaved(
         raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
     if max_time_s is not None and max_time_s <= 0:
         raise ValueError(f"max_time_s must be positive or None, got {max_time_s}")
+    sync = _synchroniser(device)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -88,13 +94,16 @@ def time_interleaved(
     running = list(fns)
     while running:
         for name in running:
+            sync()
             start = time.perf_counter()
             fns[name]()
+            sync()
             elapsed = time.perf_counter() - start
             samples[name].append(elapsed * 1e3)
             spent[name] += elapsed
         running = [
-            name for name in running
+            name
+            for name in running
             if not (len(samples[name]) >= repeats and spent[name] >= min_time_s)
             and not (max_time_s is not None and spent[name] >= max_time_s)
             and len(samples[name]) < _MAX_REPEATS
@@ -109,17 +118,37 @@ def time_call(
     repeats: int = 10,
     min_time_s: float = 0.0,
     max_time_s: float | None = None,
+    device: str | torch.device | None = None,
 ) -> Timing:
     """Median and IQR of ``fn()``'s wall-clock time over at least ``repeats`` calls after ``warmup``.
 
-    See :func:`time_interleaved` for ``min_time_s`` / ``max_time_s``.
+    See :func:`time_interleaved` for ``min_time_s`` / ``max_time_s`` / ``device``.
     """
-    return time_interleaved({"fn": fn}, warmup=warmup, repeats=repeats, min_time_s=min_time_s,
-                            max_time_s=max_time_s)["fn"]
+    return time_interleaved(
+        {"fn": fn}, warmup=warmup, repeats=repeats, min_time_s=min_time_s, max_time_s=max_time_s, device=device
+    )["fn"]
+
+
+def _synchroniser(device: str | torch.device | None) -> Callable[[], None]:
+    """A function that waits for ``device``'s queued work (a no-op for None or the CPU)."""
+    if device is None:
+        return lambda: None
+    device = torch.device(device)
+    if device.type == "cpu":
+        return lambda: None
+    if device.type != "cuda":
+        raise ValueError(f"device must be None, 'cpu' or a CUDA device, got {str(device)!r}")
+    return lambda: torch.cuda.synchronize(device)
 
 
 # Lines torch's C++ side logs around profiling that say nothing about the user's code.
 _PROFILER_NOISE = ("USDT:", "Memory block of unknown size was allocated before the profiling started")
+
+
+# One redirection at a time: a second, nested or from another thread, would save the capture
+# file as "the real stderr" and could restore it last, leaving fd 2 pointing at a deleted file.
+_REDIRECT_LOCK = threading.RLock()
+_redirect_depth = 0
 
 
 @contextlib.contextmanager
@@ -130,25 +159,62 @@ def _native_stderr_filtered(drop: tuple[str, ...] = _PROFILER_NOISE) -> Iterator
     one when a block allocated before profiling is freed during it; that would bury a
     benchmark's table or a runner's one-line-per-notebook report. Anything else written to
     fd 2 meanwhile (a Python warning in a terminal, a real C++ error) is written back afterwards.
+
+    The redirection covers only the ``with`` block and is undone on every exit, an exception
+    included, before the captured lines are written back; a nested use (or one from another
+    thread while the first runs) waits or passes through instead of stacking redirections. If fd 2
+    is not open, nothing is redirected.
     """
+    global _redirect_depth
     # Descriptor 2 itself, not sys.stderr.fileno(): in a Jupyter kernel sys.stderr is a captured
     # stream without a descriptor, while the C++ logging still writes to fd 2.
     fd = 2
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), fd)
+    with _REDIRECT_LOCK:
+        if _redirect_depth:  # already captured by an outer block of this thread: it filters for us
+            _redirect_depth += 1
+            try:
+                yield
+            finally:
+                _redirect_depth -= 1
+            return
+        _flush_stderr()
         try:
+            saved = os.dup(fd)
+        except OSError:  # fd 2 closed (a daemon): nothing to protect, nothing to filter
+            saved = None
+        if saved is None:
+            yield
+            return
+        capture = tempfile.TemporaryFile(mode="w+b")
+        try:
+            os.dup2(capture.fileno(), fd)
+            _redirect_depth = 1
             yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
+            _redirect_depth = 0
+            _flush_stderr()
+            os.dup2(saved, fd)  # first, so whatever happens next goes to the real stderr
             os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
-                    if not any(pattern in line for pattern in drop)]
-            if kept:
-                os.write(fd, "".join(kept).encode())
+            try:  # re-emit even when the block raised: a real error message must not be lost
+                capture.seek(0)
+                kept = [
+                    line
+                    for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(pattern in line for pattern in drop)
+                ]
+                if kept:
+                    os.write(fd, "".join(kept).encode())
+            finally:
+                capture.close()
+
+
+def _flush_stderr() -> None:
+    # Python-level text still buffered must reach the descriptor it was written for.
+    if sys.stderr is not None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):  # closed or broken stream: nothing to keep
+            pass
 
 
 def _cpu_allocation_events(prof: torch.profiler.profile) -> list[tuple[int, int, int]]:
@@ -243,8 +309,9 @@ def train_step_fn(
     """
     if targets.dtype == torch.bool:
         if targets.size(0) != y.size(0):
-            raise ValueError(f"a boolean targets mask needs one entry per row of y ({y.size(0)}), "
-                             f"got {targets.size(0)}")
+            raise ValueError(
+                f"a boolean targets mask needs one entry per row of y ({y.size(0)}), got {targets.size(0)}"
+            )
     elif targets.numel() and int(targets.max()) >= y.size(0):
         raise ValueError(f"targets index row {int(targets.max())} but y has only {y.size(0)} rows")
     y_targets = y[targets]
@@ -269,8 +336,9 @@ def random_graph(num_nodes: int, avg_degree: float, num_features: int, *, seed: 
     The same ``seed`` gives the same graph; no global random state is touched.
     """
     if num_nodes < 2 or num_features < 1 or avg_degree < 0:
-        raise ValueError(f"need num_nodes >= 2, num_features >= 1, avg_degree >= 0; got "
-                         f"{num_nodes}, {num_features}, {avg_degree}")
+        raise ValueError(
+            f"need num_nodes >= 2, num_features >= 1, avg_degree >= 0; got {num_nodes}, {num_features}, {avg_degree}"
+        )
     target = round(num_nodes * avg_degree / 2)
     if target > num_nodes * (num_nodes - 1) // 2:
         raise ValueError(f"avg_degree {avg_degree} needs more edges than a simple graph on {num_nodes} nodes has")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 ENV_VAR = "TGAD_PROGRESS"
 MODES = ("auto", "widget", "text", "lines", "off")
@@ -62,8 +63,16 @@ class Progress:
     ``enabled=False`` shows nothing (as ``mode="off"``). Usable as a context manager.
     """
 
-    def __init__(self, total: int, desc: str = "", *, every: int | None = None, mode: str | None = None,
-                 enabled: bool = True, file=None) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str = "",
+        *,
+        every: int | None = None,
+        mode: str | None = None,
+        enabled: bool = True,
+        file=None,
+    ) -> None:
         if total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
         self.total, self.desc, self.n = int(total), desc, 0
@@ -100,8 +109,9 @@ class Progress:
             self._postfix = postfix
         if self._bar is not None:
             if postfix:
-                self._bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()},
-                                      refresh=False)
+                self._bar.set_postfix(
+                    {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()}, refresh=False
+                )
             self._bar.update(n)
         elif self.mode == "lines" and self.n % self.every == 0 and self.n < self.total:
             print(self._line(final=False), file=self._file, flush=True)
@@ -116,7 +126,7 @@ class Progress:
         elif self.mode == "lines":
             print(self._line(final=True), file=self._file, flush=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,37 +2,116 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import random
 import sys
 import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 _VERSIONED = ("tgad-lite", "torch", "torch-geometric", "numpy", "scipy", "scikit-learn", "pandas")
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+# cuBLAS needs this before its first handle is made to give the same results run after run on
+# CUDA >= 10.2; without it, deterministic mode makes cuBLAS calls raise. ":4096:8" is the setting
+# PyTorch's reproducibility notes give (8 buffers of 4 MiB per stream).
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+@dataclass(frozen=True)
+class DeterminismState:
+    """PyTorch's deterministic-mode settings at one moment, for :func:`restore_determinism`."""
+
+    enabled: bool
+    warn_only: bool
+    cudnn_benchmark: bool
+
+
+def determinism_state() -> DeterminismState:
+    """The current deterministic-mode settings (``torch.use_deterministic_algorithms`` and cuDNN's)."""
+    import torch
+
+    return DeterminismState(
+        enabled=torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn_benchmark=torch.backends.cudnn.benchmark,
+    )
+
+
+def restore_determinism(state: DeterminismState) -> None:
+    """Put back the settings ``state`` recorded (e.g. the value :func:`seed_everything` returned)."""
+    import torch
+
+    torch.use_deterministic_algorithms(state.enabled, warn_only=state.warn_only)
+    torch.backends.cudnn.benchmark = state.cudnn_benchmark
+
+
+def _set_determinism(enabled: bool) -> None:
+    import torch
+
+    if enabled:
+        if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+            if torch.cuda.is_initialized():
+                warnings.warn(
+                    "CUDA was initialised before deterministic mode was asked for, so setting "
+                    "CUBLAS_WORKSPACE_CONFIG now may come too late for cuBLAS; call seed_everything() "
+                    f"before any CUDA work, or export CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACE_CONFIG}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+        # warn_only: an op without a deterministic kernel (some CUDA scatters) warns instead of raising.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False  # benchmark mode picks kernels by timing: not repeatable
+    else:
+        torch.use_deterministic_algorithms(False)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> DeterminismState:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run repeats exactly on CPU.
 
-    ``deterministic`` also asks PyTorch for deterministic kernels where they exist
-    (``warn_only`` so a CUDA op without one still runs).
+    ``deterministic=True`` also asks PyTorch for deterministic kernels where they exist
+    (``warn_only``, so a CUDA op without one still runs), turns cuDNN's benchmark mode off, and
+    sets ``CUBLAS_WORKSPACE_CONFIG`` (unless already set), which cuBLAS reads when CUDA starts:
+    call this before any CUDA work. ``deterministic=False`` turns deterministic mode off.
+
+    Returns the deterministic-mode settings from before the call; pass them to
+    :func:`restore_determinism` to undo the switch (or use :func:`deterministic` as a context).
+
+    ``PYTHONHASHSEED`` is not set here: Python reads it only at start-up, so setting it in a
+    running process changes nothing. The notebook runner sets it (to the ``seed`` parameter) in
+    the environment of each notebook's kernel.
     """
     import torch
 
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    previous = determinism_state()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    _set_determinism(deterministic)
+    return previous
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool = True) -> Iterator[DeterminismState]:
+    """Deterministic mode on (or off) inside the ``with`` block, the previous settings back after it."""
+    previous = determinism_state()
+    try:
+        _set_determinism(enabled)
+        yield previous
+    finally:
+        restore_determinism(previous)
 
 
 def versions() -> dict[str, str]:

@@ -8,6 +8,8 @@ names as ``torch_geometric.nn.GATConv`` (``lin.weight``, ``att_src``, ``att_dst`
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +41,20 @@ def add_self_loops(edge_index: Tensor, num_nodes: int, num_targets: int | None =
     return torch.cat([edge_index[:, keep], loops], dim=1)
 
 
+def check_layer_settings(
+    in_channels: int, out_channels: int, heads: int, negative_slope: float, dropout: float, input_dropout: float
+) -> None:
+    """Refuse settings no attention layer can use, naming the argument and its allowed values."""
+    for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {p!r} (0 turns it off; 1 would drop everything)")
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) or not negative_slope >= 0.0:
+        raise ValueError(f"negative_slope must be a number >= 0 (paper: 0.2), got {negative_slope!r}")
+
+
 class GATLayerBase(nn.Module):
     """Multi-head graph attention layer (Veličković et al., 2018), implementation-agnostic part.
 
@@ -54,6 +70,9 @@ class GATLayerBase(nn.Module):
         add_self_loops: each node attends to itself too (paper: yes).
         bias: learnable output bias.
         residual: add a linear projection of the input to the output.
+
+    Subclasses with other parameters (GATv2) override :meth:`_build_parameters` and
+    :meth:`reset_parameters`; the settings, their validation and input dropout stay shared.
     """
 
     def __init__(
@@ -70,20 +89,28 @@ class GATLayerBase(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        check_layer_settings(in_channels, out_channels, heads, negative_slope, dropout, input_dropout)
+        self.in_channels, self.out_channels, self.heads = int(in_channels), int(out_channels), int(heads)
         self.concat, self.negative_slope = concat, negative_slope
         self.dropout, self.input_dropout = dropout, input_dropout
         self.add_self_loops = add_self_loops
-        total_out = heads * out_channels if concat else out_channels
-        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
-        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.res = nn.Linear(in_channels, total_out, bias=False) if residual else None
-        self.bias = nn.Parameter(torch.empty(total_out)) if bias else None
+        self.res: nn.Linear | None = None
+        self.bias: nn.Parameter | None = None
+        self._build_parameters(bias=bias, residual=residual)
         self.reset_parameters()
+
+    @property
+    def total_out(self) -> int:
+        """Output features per node: ``H*C`` (concat) or ``C`` (mean over heads)."""
+        return self.heads * self.out_channels if self.concat else self.out_channels
+
+    def _build_parameters(self, bias: bool, residual: bool) -> None:
+        """GATConv's parameters: ``lin`` (W, all heads), ``att_src``/``att_dst`` (a_j, a_i), ``res``, ``bias``."""
+        self.lin = nn.Linear(self.in_channels, self.heads * self.out_channels, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, self.heads, self.out_channels))
+        self.att_dst = nn.Parameter(torch.empty(1, self.heads, self.out_channels))
+        self.res = nn.Linear(self.in_channels, self.total_out, bias=False) if residual else None
+        self.bias = nn.Parameter(torch.empty(self.total_out)) if bias else None
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.lin.weight)
@@ -97,6 +124,19 @@ class GATLayerBase(nn.Module):
             nn.init.zeros_(self.bias)
 
     # -- pieces every implementation calls -------------------------------------------------
+    def _check_graph(self, x: Tensor | SparseFeatures, edge_index: Tensor) -> None:
+        """``edge_index`` must be ``[2, E]`` integer ids on ``x``'s device: say so before a kernel fails."""
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+            shape = tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index).__name__
+            raise ValueError(f"edge_index must be a [2, E] tensor (sources, targets), got {shape}")
+        if edge_index.dtype not in (torch.long, torch.int32, torch.int64):
+            raise ValueError(f"edge_index must hold integer node ids (torch.long), got {edge_index.dtype}")
+        if edge_index.device != x.device:
+            raise ValueError(
+                f"x is on {x.device} but edge_index on {edge_index.device}; move both to one device, "
+                f"e.g. edge_index.to(x.device)"
+            )
+
     def _dropout_input(self, x: Tensor | SparseFeatures) -> Tensor | SparseFeatures:
         """Input dropout; a sparse ``x`` (torch sparse or :class:`SparseFeatures`) stays sparse."""
         if isinstance(x, Tensor) and x.layout != torch.strided:
@@ -105,20 +145,34 @@ class GATLayerBase(nn.Module):
             return x.dropout(self.input_dropout, self.training)
         return bernoulli_free_dropout(x, self.input_dropout, self.training)
 
+    @staticmethod
+    def _linear(x: Tensor | SparseFeatures, lin: nn.Linear) -> Tensor:
+        """``lin(x)`` for a dense ``x [N, F]`` or :class:`SparseFeatures`: ``[N, D]``."""
+        if not isinstance(x, SparseFeatures):
+            return lin(x)
+        out = x.matmul(lin.weight.t())
+        return out if lin.bias is None else out + lin.bias
+
     def _project(self, x: Tensor | SparseFeatures) -> Tensor:
         """``[N, F] -> [N, H, C]``: the shared linear map ``W h`` for every head."""
-        h = x.matmul(self.lin.weight.t()) if isinstance(x, SparseFeatures) else self.lin(x)
-        return h.view(-1, self.heads, self.out_channels)
+        return self._linear(x, self.lin).view(-1, self.heads, self.out_channels)
 
     def _finish(self, out: Tensor, x: Tensor | SparseFeatures) -> Tensor:
         """``[T, H, C]`` -> concat or mean over heads, then residual (from ``x``'s first T rows) and bias."""
         out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
         if self.res is not None:
-            res = x.matmul(self.res.weight.t()) if isinstance(x, SparseFeatures) else self.res(x)
-            out = out + res[: out.size(0)]
+            out = out + self._linear(x, self.res)[: out.size(0)]
         if self.bias is not None:
             out = out + self.bias
         return out
+
+    @staticmethod
+    def _attention_into(edge_index: Tensor, alpha: Tensor, num_targets: int | None) -> tuple[Tensor, Tensor]:
+        """The attention of the edges into the first ``num_targets`` nodes (all edges if None)."""
+        if num_targets is None:
+            return edge_index, alpha
+        keep = edge_index[1] < num_targets
+        return edge_index[:, keep], alpha[keep]
 
     def extra_repr(self) -> str:
         return (
@@ -127,7 +181,7 @@ class GATLayerBase(nn.Module):
         )
 
     @classmethod
-    def from_pyg(cls, conv: nn.Module, input_dropout: float = 0.0) -> "GATLayerBase":
+    def from_pyg(cls, conv: nn.Module, input_dropout: float = 0.0) -> GATLayerBase:
         """Build this layer with the weights and settings of a ``torch_geometric.nn.GATConv``."""
         if getattr(conv, "lin", None) is None:
             raise ValueError("bipartite GATConv (lin_src/lin_dst) is not supported; use in_channels=int")

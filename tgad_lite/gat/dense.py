@@ -17,21 +17,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tgad_lite.gat.base import GATLayerBase, add_self_loops
+from tgad_lite.gat.sparse_features import SparseFeatures
 
 
 class DenseGATLayer(GATLayerBase):
     """Dense masked GAT layer. Same constructor and parameters as :class:`GATLayerBase`."""
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
+        self,
+        x: Tensor | SparseFeatures,
+        edge_index: Tensor,
+        return_attention: bool = False,
+        num_targets: int | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean)."""
+        """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean).
+
+        ``x`` may be dense, torch sparse or :class:`SparseFeatures`, as for the sparse layer.
+        """
+        self._check_graph(x, edge_index)
         n = x.size(0)
         x_in = self._dropout_input(x)
         wh = self._project(x_in)  # [N, H, C]
         if self.add_self_loops:
             edge_index = add_self_loops(edge_index, n)
-        adj = torch.zeros(n, n, dtype=torch.bool, device=x.device)
+        adj = torch.zeros(n, n, dtype=torch.bool, device=wh.device)
         adj[edge_index[1], edge_index[0]] = True  # adj[i, j]: j -> i, row i is i's neighbourhood
 
         s_dst = (wh * self.att_dst).sum(-1).t()  # [H, N]  a_i . W h_i
@@ -50,7 +59,7 @@ class DenseGATLayer(GATLayerBase):
         if not return_attention:
             return out
         edge_alpha = alpha[:, edge_index[1], edge_index[0]].t()  # [E', H]
-        return out, (edge_index, edge_alpha)
+        return out, self._attention_into(edge_index, edge_alpha, num_targets)
 
 
 def from_pyg(conv: torch.nn.Module, input_dropout: float = 0.0) -> DenseGATLayer:

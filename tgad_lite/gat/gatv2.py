@@ -14,12 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tgad_lite.gat.base import add_self_loops
+from tgad_lite.gat.base import GATLayerBase, add_self_loops
 from tgad_lite.gat.sparse import neighbourhood_softmax
+from tgad_lite.gat.sparse_features import SparseFeatures, bernoulli_free_dropout
 
 
-class GATv2Layer(nn.Module):
-    """Edge-list GATv2 layer: ``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` or ``[N, C]``."""
+class GATv2Layer(GATLayerBase):
+    """Edge-list GATv2 layer: ``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` or ``[N, C]``.
+
+    Same settings, validation and input dropout as :class:`GATLayerBase` (``x`` may be dense,
+    torch sparse or :class:`SparseFeatures`); its own parameters carry ``GATv2Conv``'s names
+    (``lin_l``, ``lin_r``, ``att``, ``bias``), so weights copy between the two with
+    ``load_state_dict``. ``share_weights``: one matrix for sources and targets (``lin_r is lin_l``).
+    No residual: :meth:`from_pyg` refuses a ``GATv2Conv`` that has one.
+    """
 
     def __init__(
         self,
@@ -34,16 +42,28 @@ class GATv2Layer(nn.Module):
         bias: bool = True,
         share_weights: bool = False,
     ) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
-        self.concat, self.negative_slope = concat, negative_slope
-        self.dropout, self.input_dropout = dropout, input_dropout
-        self.add_self_loops, self.share_weights = add_self_loops, share_weights
-        self.lin_l = nn.Linear(in_channels, heads * out_channels, bias=bias)
-        self.lin_r = self.lin_l if share_weights else nn.Linear(in_channels, heads * out_channels, bias=bias)
-        self.att = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.bias = nn.Parameter(torch.empty(heads * out_channels if concat else out_channels)) if bias else None
-        self.reset_parameters()
+        super().__init__(
+            in_channels,
+            out_channels,
+            heads=heads,
+            concat=concat,
+            negative_slope=negative_slope,
+            dropout=dropout,
+            input_dropout=input_dropout,
+            add_self_loops=add_self_loops,
+            bias=bias,
+            residual=False,
+        )
+        self.share_weights = share_weights
+        if share_weights:  # both names stay in the state dict, as in GATv2Conv
+            self.lin_r = self.lin_l
+
+    def _build_parameters(self, bias: bool, residual: bool) -> None:
+        width = self.heads * self.out_channels
+        self.lin_l = nn.Linear(self.in_channels, width, bias=bias)  # sources j
+        self.lin_r = nn.Linear(self.in_channels, width, bias=bias)  # targets i
+        self.att = nn.Parameter(torch.empty(1, self.heads, self.out_channels))
+        self.bias = nn.Parameter(torch.empty(self.total_out)) if bias else None
 
     def reset_parameters(self) -> None:
         for lin in (self.lin_l, self.lin_r):
@@ -56,38 +76,53 @@ class GATv2Layer(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
+        self,
+        x: Tensor | SparseFeatures,
+        edge_index: Tensor,
+        return_attention: bool = False,
+        num_targets: int | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``num_targets``: return only the first ``T`` rows (all are computed)."""
+        """``num_targets``: compute only the first ``T`` nodes' outputs, as :class:`SparseGATLayer` does."""
+        self._check_graph(x, edge_index)
         n, h, c = x.size(0), self.heads, self.out_channels
-        x = F.dropout(x, self.input_dropout, self.training)
-        x_l = self.lin_l(x).view(n, h, c)  # sources j
-        x_r = x_l if self.share_weights else self.lin_r(x).view(n, h, c)  # targets i
+        t = n if num_targets is None else num_targets
+        x = self._dropout_input(x)
+        x_l = self._linear(x, self.lin_l).view(n, h, c)  # sources j
+        x_r = x_l if self.share_weights else self._linear(x, self.lin_r).view(n, h, c)  # targets i
         if self.add_self_loops:
-            edge_index = add_self_loops(edge_index, n)
+            edge_index = add_self_loops(edge_index, n, t)
         src, dst = edge_index
         # The nonlinearity sits between the sum and the attention vector: dynamic attention.
         e = (F.leaky_relu(x_l[src] + x_r[dst], self.negative_slope) * self.att).sum(-1)  # [E, H]
-        alpha = neighbourhood_softmax(e, dst, n)
-        messages = F.dropout(alpha, self.dropout, self.training).unsqueeze(-1) * x_l[src]
-        out = x_l.new_zeros(n, h, c).index_add_(0, dst, messages)
-        out = out.reshape(n, h * c) if self.concat else out.mean(dim=1)
-        if self.bias is not None:
-            out = out + self.bias
-        out = out[:num_targets]
+        alpha = neighbourhood_softmax(e, dst, t)
+        messages = bernoulli_free_dropout(alpha, self.dropout, self.training).unsqueeze(-1) * x_l[src]
+        out = x_l.new_zeros(t, h, c).index_add_(0, dst, messages)
+        out = self._finish(out, x)
         return (out, (edge_index, alpha)) if return_attention else out
+
+    @classmethod
+    def from_pyg(cls, conv: nn.Module, input_dropout: float = 0.0) -> GATv2Layer:
+        """Build this layer with the weights and settings of a ``torch_geometric.nn.GATv2Conv``."""
+        if not isinstance(conv.in_channels, int):
+            raise ValueError("bipartite GATv2Conv is not supported; use in_channels=int")
+        if conv.edge_dim is not None or getattr(conv, "res", None) is not None:
+            raise ValueError("GATv2Conv with edge_dim or residual is not modelled by GATv2Layer")
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            heads=conv.heads,
+            concat=conv.concat,
+            negative_slope=conv.negative_slope,
+            dropout=conv.dropout,
+            input_dropout=input_dropout,
+            add_self_loops=conv.add_self_loops,
+            bias=conv.bias is not None,
+            share_weights=conv.share_weights,
+        )
+        layer.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")})
+        return layer.to(conv.att.device)
 
 
 def from_pyg(conv: nn.Module, input_dropout: float = 0.0) -> GATv2Layer:
     """A :class:`GATv2Layer` with the weights and settings of a ``torch_geometric.nn.GATv2Conv``."""
-    if not isinstance(conv.in_channels, int):
-        raise ValueError("bipartite GATv2Conv is not supported; use in_channels=int")
-    if conv.edge_dim is not None or getattr(conv, "res", None) is not None:
-        raise ValueError("GATv2Conv with edge_dim or residual is not modelled by GATv2Layer")
-    layer = GATv2Layer(
-        conv.in_channels, conv.out_channels, heads=conv.heads, concat=conv.concat,
-        negative_slope=conv.negative_slope, dropout=conv.dropout, input_dropout=input_dropout,
-        add_self_loops=conv.add_self_loops, bias=conv.bias is not None, share_weights=conv.share_weights,
-    )
-    layer.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")})
-    return layer.to(conv.att.device)
+    return GATv2Layer.from_pyg(conv, input_dropout)

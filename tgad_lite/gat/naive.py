@@ -19,19 +19,25 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tgad_lite.gat.base import GATLayerBase, add_self_loops
+from tgad_lite.gat.sparse_features import SparseFeatures
 
 
 class NaiveGATLayer(GATLayerBase):
     """Per-node GAT layer. Same constructor and parameters as :class:`GATLayerBase`."""
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
+        self,
+        x: Tensor | SparseFeatures,
+        edge_index: Tensor,
+        return_attention: bool = False,
+        num_targets: int | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x [N, F]``, ``edge_index [2, E]`` (source j -> target i) -> ``[N, H*C]`` or ``[N, C]``.
 
         With ``return_attention`` also returns ``(edge_index [2, E'], alpha [E', H])`` for the
         edges actually attended over (self loops included).
         """
+        self._check_graph(x, edge_index)
         n = x.size(0)
         x_in = self._dropout_input(x)
         wh = self._project(x_in)  # (1): [N, H, C]
@@ -54,10 +60,11 @@ class NaiveGATLayer(GATLayerBase):
             alpha = F.dropout(alpha, self.dropout, self.training)
             out[i] = (alpha.unsqueeze(-1) * wh_j).sum(dim=0)  # (4)
 
-        # num_targets (receptive-field pruning) is an optimisation only the sparse layer makes;
-        # here every node is computed and the first num_targets rows are returned.
+        # num_targets (receptive-field pruning) is an optimisation only the edge-list layers make;
+        # here every node is computed, and the first num_targets rows (and the attention of the
+        # edges into them) are returned, as the sparse layer returns them.
         out = self._finish(out, x_in)[:num_targets]
-        return (out, (edge_index, alphas)) if return_attention else out
+        return (out, self._attention_into(edge_index, alphas, num_targets)) if return_attention else out
 
 
 def from_pyg(conv: torch.nn.Module, input_dropout: float = 0.0) -> NaiveGATLayer:

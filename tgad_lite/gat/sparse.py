@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tgad_lite.gat.base import GATLayerBase, add_self_loops
-from tgad_lite.gat.sparse_features import bernoulli_free_dropout
+from tgad_lite.gat.sparse_features import SparseFeatures, bernoulli_free_dropout
 
 
 def neighbourhood_softmax(scores: Tensor, index: Tensor, num_nodes: int) -> Tensor:
@@ -39,7 +39,11 @@ class SparseGATLayer(GATLayerBase):
     """
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, return_attention: bool = False, num_targets: int | None = None
+        self,
+        x: Tensor | SparseFeatures,
+        edge_index: Tensor,
+        return_attention: bool = False,
+        num_targets: int | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x [N, F]``, ``edge_index [2, E]`` -> ``[N, H*C]`` (concat) or ``[N, C]`` (mean).
 
@@ -47,6 +51,7 @@ class SparseGATLayer(GATLayerBase):
         must point into them. A receptive field lists its nodes targets first, so each layer
         of a pruned forward pass skips the rows the next layer never reads.
         """
+        self._check_graph(x, edge_index)
         n = x.size(0)
         t = n if num_targets is None else num_targets
         x_in = self._dropout_input(x)

@@ -45,8 +45,9 @@ class SparseFeatures:
     """An ``[N, F]`` sparse matrix held as CSR plus its CSR transpose, sharing one values order.
 
     Build once from a dense or sparse tensor: ``SparseFeatures(data.x)``. It supports what a GNN
-    layer's input needs: ``size``, ``shape``, ``dropout``, ``matmul(weight_t [F, D]) -> [N, D]``
-    (differentiable in the weight), ``index_select(0, rows)`` and ``to_dense``.
+    layer's input needs: ``size``, ``shape``, ``device``, ``dtype``, ``dropout``,
+    ``matmul(weight_t [F, D]) -> [N, D]`` (differentiable in the weight), ``index_select(0, rows)``,
+    ``to(device)`` and ``to_dense``. Every result stays on this object's device.
     """
 
     def __init__(self, x: Tensor, *, _parts: tuple | None = None) -> None:
@@ -80,16 +81,26 @@ class SparseFeatures:
     def values(self) -> Tensor:
         return self._values
 
+    @property
+    def device(self) -> torch.device:
+        return self._values.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._values.dtype
+
     def __repr__(self) -> str:
         density = self.nnz / max(1, self.shape[0] * self.shape[1])
-        return f"SparseFeatures(shape={tuple(self.shape)}, nnz={self.nnz}, density={density:.2%})"
+        where = "" if self.device.type == "cpu" else f", device={self.device}"
+        return f"SparseFeatures(shape={tuple(self.shape)}, nnz={self.nnz}, density={density:.2%}{where})"
 
-    def with_values(self, values: Tensor) -> "SparseFeatures":
+    def with_values(self, values: Tensor) -> SparseFeatures:
         """Same pattern, new non-zero values (``[nnz]``, in this object's row-major order)."""
-        return SparseFeatures(None, _parts=(self.shape, self._crow, self._col, values, self._crow_t,
-                                            self._col_t, self._perm))
+        return SparseFeatures(
+            None, _parts=(self.shape, self._crow, self._col, values, self._crow_t, self._col_t, self._perm)
+        )
 
-    def dropout(self, p: float, training: bool) -> "SparseFeatures":
+    def dropout(self, p: float, training: bool) -> SparseFeatures:
         """Dropout on the non-zeros only: same distribution as dense dropout (a dropped 0 is 0)."""
         if not training or p == 0.0:
             return self
@@ -103,25 +114,50 @@ class SparseFeatures:
 
     def _build_csr(self, n: int, f: int) -> tuple[Tensor, Tensor]:
         x = torch.sparse_csr_tensor(self._crow, self._col, self._values, (n, f), check_invariants=False)
-        x_t = torch.sparse_csr_tensor(self._crow_t, self._col_t, self._values[self._perm], (f, n),
-                                      check_invariants=False)
+        x_t = torch.sparse_csr_tensor(
+            self._crow_t, self._col_t, self._values[self._perm], (f, n), check_invariants=False
+        )
         return x, x_t
 
     def matmul(self, weight_t: Tensor) -> Tensor:
         """``X @ weight_t``: ``[N, F] @ [F, D] -> [N, D]``, with gradient for ``weight_t``."""
+        if weight_t.device != self.device:
+            # Checked here because the sparse kernels' own message names neither object.
+            raise ValueError(
+                f"SparseFeatures are on {self.device} but the weights are on {weight_t.device}; "
+                f"move them together, e.g. features = features.to({str(weight_t.device)!r}) or model.to(...)"
+            )
+        if weight_t.dim() != 2 or weight_t.size(0) != self.shape[1]:
+            raise ValueError(
+                f"SparseFeatures [N, {self.shape[1]}] @ weight {tuple(weight_t.shape)}: "
+                f"the weight needs {self.shape[1]} rows (the feature count)"
+            )
         x, x_t = self._csr()
         return _SparseMatmul.apply(weight_t, x, x_t)
 
-    def index_select(self, dim: int, rows: Tensor) -> "SparseFeatures":
+    def index_select(self, dim: int, rows: Tensor) -> SparseFeatures:
         """The rows ``rows [n]`` as a new ``[n, F]`` SparseFeatures (used for receptive fields)."""
         if dim != 0:
             raise ValueError("SparseFeatures selects rows only (dim=0)")
+        # Indices built elsewhere (a receptive field on the CPU, say) follow the features' device.
+        rows = rows.to(device=self.device, dtype=torch.long)
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.shape[0]):
+            raise ValueError(f"row ids must lie in 0..{self.shape[0] - 1}, got {int(rows.min())}..{int(rows.max())}")
         x, _ = self._csr()
         return SparseFeatures(x.to_sparse_coo().index_select(0, rows))
 
     def to_dense(self) -> Tensor:
         return self._csr()[0].to_dense()
 
-    def to(self, device) -> "SparseFeatures":
+    def to(self, device: str | torch.device) -> SparseFeatures:
+        """The same features on ``device`` (``self`` if they are there already), like ``Tensor.to``."""
+        if torch.device(device) == self.device:
+            return self
         parts = (self._crow, self._col, self._values, self._crow_t, self._col_t, self._perm)
         return SparseFeatures(None, _parts=(self.shape, *(t.to(device) for t in parts)))
+
+    def cpu(self) -> SparseFeatures:
+        return self.to("cpu")
+
+    def cuda(self, device: int | None = None) -> SparseFeatures:
+        return self.to("cuda" if device is None else f"cuda:{device}")

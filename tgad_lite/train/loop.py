@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from tgad_lite.progress import Progress
 
 
 @dataclass
@@ -41,6 +42,7 @@ def fit(
     restore: str = "all",
     progress: bool = True,
     desc: str = "train",
+    every: int | None = None,
 ) -> History:
     """Train until no monitored validation metric has improved for ``patience`` epochs.
 
@@ -52,9 +54,14 @@ def fit(
 
     - ``"all"`` (the paper's code): the last epoch at which *all* monitored metrics were at least
       as good as their best so far. Once the best loss and the best accuracy fall on different
-      epochs, no later epoch qualifies, so this can keep an early, under-trained snapshot.
+      epochs, a later epoch qualifies only by matching or beating both at once, so this can
+      keep an early, under-trained snapshot.
     - a monitored key, e.g. ``"val_acc"``: the epoch with the best value of that metric, ties
       broken by the other monitored metrics in order (lexicographic).
+
+    Progress: one :class:`tgad_lite.progress.Progress` display per call, with the monitored
+    metrics as postfix (``progress=False``: none). ``every``: in ``lines`` mode (papermill runs),
+    a line every this many epochs (default: a tenth of ``max_epochs``, at most 100).
 
     Raises ``FloatingPointError`` (after restoring the best weights seen) if a loss turns NaN/inf.
     """
@@ -72,44 +79,50 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     history = History()
     waited = 0
-    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
-        record = {"epoch": epoch, **{k: float(v) for k, v in train_step().items()}}
-        model.eval()
-        with torch.no_grad():
-            record.update({k: float(v) for k, v in evaluate().items()})
-        history.records.append(record)
-        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            model.load_state_dict(best_state)
-            raise FloatingPointError(
-                f"{', '.join(bad)} became non-finite at epoch {epoch}; the best weights so far "
-                f"(epoch {history.best_epoch}) were restored. Lower the learning rate or check the inputs."
-            )
-        missing = [k for k in monitor if k not in record]
-        if missing:
-            raise KeyError(f"evaluate() did not return the monitored metric(s) {missing}; it returned {sorted(record)}")
-        scores = {k: sign[k] * record[k] for k in monitor}
-        if order:
-            key = tuple(scores[k] for k in order)
-            snapshot = key > best_key or history.best_epoch < 0
-            best_key = max(best_key, key)
-        else:
-            snapshot = all(scores[k] >= best_seen[k] for k in monitor) or history.best_epoch < 0
-        if snapshot:
-            best_state = copy.deepcopy(model.state_dict())
-            history.best_epoch, history.best = epoch, dict(record)
-        # As in the paper's code, matching a best value (>=) also resets the patience counter.
-        if any(scores[k] >= best_seen[k] for k in monitor):
-            best_seen = {k: max(best_seen[k], scores[k]) for k in monitor}
-            waited = 0
-        else:
-            waited += 1
-        if progress:
-            bar.set_postfix({k: f"{record[k]:.4f}" for k in monitor}, refresh=False)
-        if waited >= patience:
-            break
+    with Progress(max_epochs, desc, every=every, enabled=progress) as bar:
+        for epoch in range(1, max_epochs + 1):
+            model.train()
+            record = {"epoch": epoch, **{k: float(v) for k, v in train_step().items()}}
+            model.eval()
+            with torch.no_grad():
+                record.update({k: float(v) for k, v in evaluate().items()})
+            history.records.append(record)
+            bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+            if bad:
+                model.load_state_dict(best_state)
+                restored = (
+                    f"epoch {history.best_epoch}"
+                    if history.best_epoch >= 1
+                    else "no best epoch yet: the weights before training"
+                )
+                raise FloatingPointError(
+                    f"{', '.join(bad)} became non-finite at epoch {epoch}; the best weights so far "
+                    f"({restored}) were restored. Lower the learning rate or check the inputs."
+                )
+            missing = [k for k in monitor if k not in record]
+            if missing:
+                raise KeyError(
+                    f"evaluate() did not return the monitored metric(s) {missing}; it returned {sorted(record)}"
+                )
+            scores = {k: sign[k] * record[k] for k in monitor}
+            if order:
+                key = tuple(scores[k] for k in order)
+                snapshot = key > best_key or history.best_epoch < 0
+                best_key = max(best_key, key)
+            else:
+                snapshot = all(scores[k] >= best_seen[k] for k in monitor) or history.best_epoch < 0
+            if snapshot:
+                best_state = copy.deepcopy(model.state_dict())
+                history.best_epoch, history.best = epoch, dict(record)
+            # As in the paper's code, matching a best value (>=) also resets the patience counter.
+            if any(scores[k] >= best_seen[k] for k in monitor):
+                best_seen = {k: max(best_seen[k], scores[k]) for k in monitor}
+                waited = 0
+            else:
+                waited += 1
+            bar.update(**{k: record[k] for k in monitor})
+            if waited >= patience:
+                break
     history.stopped_epoch = epoch
     model.load_state_dict(best_state)
     return history

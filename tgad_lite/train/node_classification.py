@@ -23,6 +23,19 @@ def masked_accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
     return (logits[mask].argmax(-1) == y[mask]).float().mean().item()
 
 
+def _check_same_device(model: nn.Module, **tensors) -> torch.device:
+    """The model's device; a clear error if any input is elsewhere (before a kernel fails on it)."""
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    elsewhere = [f"{name} on {t.device}" for name, t in tensors.items() if t.device != device]
+    if elsewhere:
+        raise ValueError(
+            f"the model is on {device} but {', '.join(elsewhere)}; move them with .to({str(device)!r}) "
+            "(SparseFeatures too), or the model with model.to(device)"
+        )
+    return device
+
+
 def train_node_classifier(
     model: nn.Module,
     x: Tensor,
@@ -39,6 +52,8 @@ def train_node_classifier(
     restore: str = "val_acc",
     train_graph=None,
     progress: bool = True,
+    every: int | None = None,
+    desc: str = "train",
 ) -> NodeClassificationResult:
     """Train ``model(x, edge_index) -> logits [N, K]`` on the nodes in ``train_mask`` with Adam.
 
@@ -49,10 +64,18 @@ def train_node_classifier(
     :class:`tgad_lite.gat.GAT` does). Evaluation always runs on the full graph.
     ``restore`` picks the weights kept at the end (see :func:`tgad_lite.train.fit`): by default
     those of the epoch with the best validation accuracy, ties broken by lower validation loss;
-    ``"all"`` is the GAT paper's rule.
+    ``"all"`` is the GAT paper's rule. ``progress``, ``every``, ``desc``: the progress display
+    (see :func:`tgad_lite.train.fit`).
+
+    Every tensor must be on the model's device (``model.to(device)``, ``x.to(device)``, ...); a
+    ``train_graph`` is moved there.
     """
+    device = _check_same_device(
+        model, x=x, edge_index=edge_index, y=y, train_mask=train_mask, val_mask=val_mask, test_mask=test_mask
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if train_graph is not None:
+        train_graph = train_graph.to(device)
         x_train, ei_train, out_idx = train_graph.select(x), train_graph.layer_edges, train_graph.targets
         forward_args = (train_graph.layer_targets,)
         y_train = y[train_graph.nodes[train_graph.targets]]
@@ -75,8 +98,17 @@ def train_node_classifier(
             "train_acc": masked_accuracy(logits, y, train_mask),
         }
 
-    history = fit(model, train_step, evaluate, max_epochs=max_epochs, patience=patience, restore=restore,
-                  progress=progress)
+    history = fit(
+        model,
+        train_step,
+        evaluate,
+        max_epochs=max_epochs,
+        patience=patience,
+        restore=restore,
+        progress=progress,
+        every=every,
+        desc=desc,
+    )
     model.eval()
     with torch.no_grad():
         logits = model(x, edge_index)
