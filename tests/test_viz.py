@@ -23,7 +23,6 @@ from tgad_lite.viz import (  # noqa: E402
     degree_histogram,
     draw_graph,
     edge_widths,
-    label_ranges,
     plot_heatmap,
     plot_with_anomalies,
 )
@@ -41,43 +40,6 @@ def ring(n: int) -> np.ndarray:
     a = np.arange(n)
     b = (a + 1) % n
     return np.stack([np.concatenate([a, b]), np.concatenate([b, a])])
-
-
-# --------------------------------------------------------------------------- label_ranges
-
-
-@pytest.mark.parametrize(
-    ("labels", "expected"),
-    [
-        ([], []),
-        ([0, 0, 0], []),
-        ([1, 1, 1, 1], [(0, 3)]),
-        ([1], [(0, 0)]),
-        ([1, 1, 0, 0, 1], [(0, 1), (4, 4)]),  # ranges touching both ends
-        ([0, 1, 0, 1, 1, 0], [(1, 1), (3, 4)]),
-    ],
-)
-def test_label_ranges(labels, expected):
-    assert label_ranges(np.array(labels, dtype=int)) == expected
-
-
-def test_label_ranges_accepts_bool_and_tensors_and_round_trips():
-    rng = np.random.default_rng(0)
-    labels = (rng.random(200) < 0.3).astype(int)
-    ranges = label_ranges(torch.tensor(labels.astype(bool)))
-    rebuilt = np.zeros_like(labels)
-    for start, end in ranges:
-        rebuilt[start : end + 1] = 1
-    np.testing.assert_array_equal(rebuilt, labels)
-    # Ranges are maximal: never adjacent to each other.
-    assert all(b[0] > a[1] + 1 for a, b in zip(ranges, ranges[1:]))
-
-
-def test_label_ranges_rejects_scores_and_2d():
-    with pytest.raises(ValueError, match="0/1"):
-        label_ranges([0, 0.7, 1])
-    with pytest.raises(ValueError, match="1-D"):
-        label_ranges(np.zeros((3, 2), dtype=int))
 
 
 # --------------------------------------------------------------------------- draw_graph
@@ -164,8 +126,16 @@ def test_class_colours_and_legend(ax):
 def test_edge_legend_keys_widths_to_values_and_keeps_class_legend(ax):
     ei = ring(5)
     values = np.linspace(0.1, 0.9, ei.shape[1])
-    draw_graph(ei, 5, ax=ax, node_color=np.array([0, 1, 0, 1, 0]), legend=["a", "b"],
-               edge_width=values, edge_legend="attention", seed=0)
+    draw_graph(
+        ei,
+        5,
+        ax=ax,
+        node_color=np.array([0, 1, 0, 1, 0]),
+        legend=["a", "b"],
+        edge_width=values,
+        edge_legend="attention",
+        seed=0,
+    )
     key = ax.get_legend()
     assert key.get_title().get_text() == "attention"
     assert [t.get_text() for t in key.get_texts()] == ["0.10", "0.50", "0.90"]
@@ -256,8 +226,9 @@ def test_plot_with_anomalies_small_multiples_and_marks():
     values = np.random.default_rng(0).normal(size=(40, 3))
     labels = np.zeros((40, 3), dtype=int)
     labels[10:15, 1] = 1  # per-feature labels: only feature 1 is hit
-    used = plot_with_anomalies(values, labels, axes=axes, feature_names=["a", "b", "c"],
-                               marks=[(10, 14, 1)], title="grid")
+    used = plot_with_anomalies(
+        values, labels, axes=axes, feature_names=["a", "b", "c"], marks=[(10, 14, 1)], title="grid"
+    )
     assert len(used) == 3
     assert not axes[1, 1].get_visible()
     assert [a.get_title() for a in used] == ["a", "b", "c"]
@@ -288,3 +259,18 @@ def test_plot_heatmap_layout(ax):
     np.testing.assert_array_equal(image.get_array(), matrix.T)  # one row per feature
     assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
     assert ax.figure.axes[-1].get_ylabel() == "ms"  # the colour bar
+
+
+def test_time_series_plots_refuse_scores_as_labels_with_the_shared_message(ax):
+    # The plots check labels with tgad_lite.intervals.check_labels, as the metrics will.
+    with pytest.raises(ValueError, match=r"labels must be 0/1 .*found 0\.4.*threshold"):
+        plot_with_anomalies(np.arange(3.0), np.array([0.0, 0.4, 1.0]), ax=ax)
+    with pytest.raises(ValueError, match="0/1"):
+        plot_heatmap(np.zeros((3, 2)), ax=ax, labels=np.array([0, 2, 0]))
+
+
+def test_heatmap_marks_each_range_of_1d_labels_above_the_image(ax):
+    labels = np.array([1, 0, 0, 1, 1, 0, 1])
+    plot_heatmap(np.zeros((7, 2)), ax=ax, labels=labels, colorbar=False)
+    # One bar per range, covering its steps fully: (0,0), (3,4), (6,6).
+    assert _spans(ax) == [(-0.5, 0.5), (2.5, 4.5), (5.5, 6.5)]

@@ -2,7 +2,8 @@
 ranges (:mod:`tgad_lite.viz.timeseries`).
 
 They draw the arrays or tensors they are given on matplotlib axes; nothing here loads data or
-models. matplotlib and igraph are imported by the functions that need them, so importing this
+models. Label helpers (0/1 labels <-> anomaly ranges) are in :mod:`tgad_lite.intervals`.
+matplotlib and igraph are imported by the functions that need them, so importing this
 package stays cheap and sets no backend.
 """
 
@@ -16,7 +17,7 @@ from tgad_lite.viz.graph import (
     edge_widths,
     node_sizes,
 )
-from tgad_lite.viz.timeseries import label_ranges, plot_heatmap, plot_with_anomalies, shade_ranges
+from tgad_lite.viz.timeseries import plot_heatmap, plot_with_anomalies, shade_ranges
 
 __all__ = [
     "class_colors",
@@ -24,7 +25,6 @@ __all__ = [
     "degree_histogram",
     "draw_graph",
     "edge_widths",
-    "label_ranges",
     "node_sizes",
     "plot_heatmap",
     "plot_with_anomalies",

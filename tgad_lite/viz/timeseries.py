@@ -1,14 +1,19 @@
 """Plotting multivariate time series with their labelled anomaly ranges.
 
 Only draws what it is given (arrays or tensors); never loads data or models. Anomaly labels are
-0/1 per time step; a run of consecutive 1s is one anomaly range, shaded in red.
+0/1 per time step; a run of consecutive 1s is one anomaly range, shaded in red. The label
+helpers (checking 0/1 labels, labels <-> ranges) live in :mod:`tgad_lite.intervals`, shared with
+the metrics.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from tgad_lite.intervals import check_labels, label_ranges
 
 ANOMALY_COLOR = "tab:red"
 
@@ -17,33 +22,6 @@ def _to_numpy(a: Any) -> np.ndarray:
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
     return np.asarray(a)
-
-
-def _check_labels(labels: Any, length: int | None = None, name: str = "labels") -> np.ndarray:
-    lab = _to_numpy(labels)
-    if lab.dtype.kind == "b":
-        lab = lab.astype(np.int8)
-    if lab.size and not np.isin(lab, (0, 1)).all():
-        bad = lab[~np.isin(lab, (0, 1))].ravel()[0]
-        raise ValueError(f"{name} must be 0/1 (1 = anomalous), found {bad!r}; threshold scores first")
-    if length is not None and lab.shape[0] != length:
-        raise ValueError(f"{name} has {lab.shape[0]} time steps but the values have {length}")
-    return lab.astype(np.int8)
-
-
-def label_ranges(labels: Any) -> list[tuple[int, int]]:
-    """Contiguous runs of 1s in ``labels [T]`` as ``[(start, end_inclusive), ...]`` in time order.
-
-    ``[0, 1, 1, 0, 1] -> [(1, 2), (4, 4)]``; all zeros (or empty) gives ``[]``.
-    """
-    lab = _check_labels(labels)
-    if lab.ndim != 1:
-        raise ValueError(f"labels must be 1-D [T], got shape {lab.shape}; pass one column of a [T, F] array")
-    padded = np.concatenate([[0], lab, [0]]).astype(np.int8)
-    edges = np.diff(padded)
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1) - 1
-    return [(int(s), int(e)) for s, e in zip(starts, ends)]
 
 
 def _time_axis(time: Any, length: int) -> tuple[np.ndarray, float]:
@@ -73,8 +51,15 @@ def shade_ranges(
     ranges = label_ranges(labels)
     t, step = _time_axis(time, len(_to_numpy(labels)))
     for i, (s, e) in enumerate(ranges):
-        ax.axvspan(t[s] - step / 2, t[e] + step / 2, color=color, alpha=alpha, linewidth=0,
-                   label=label if i == 0 else None, zorder=0)
+        ax.axvspan(
+            t[s] - step / 2,
+            t[e] + step / 2,
+            color=color,
+            alpha=alpha,
+            linewidth=0,
+            label=label if i == 0 else None,
+            zorder=0,
+        )
     return ranges
 
 
@@ -121,7 +106,7 @@ def plot_with_anomalies(
     if v.ndim != 2 or v.shape[0] == 0:
         raise ValueError(f"values must be [T] or [T, F] with T > 0, got shape {v.shape}")
     length, n_feat = v.shape
-    lab = _check_labels(labels, length)
+    lab = check_labels(labels, length)
     if lab.ndim == 2 and lab.shape[1] != n_feat:
         raise ValueError(f"labels [T, F] has {lab.shape[1]} columns but values have {n_feat} features")
     if lab.ndim not in (1, 2):
@@ -139,7 +124,7 @@ def plot_with_anomalies(
     def draw_marks(axis: Any, i: int) -> None:
         for start, end, feature in marks or ():
             if feature == i:
-                axis.plot(t[start:end + 1], v[start:end + 1, i], color=ANOMALY_COLOR, linewidth=1.2, zorder=3)
+                axis.plot(t[start : end + 1], v[start : end + 1, i], color=ANOMALY_COLOR, linewidth=1.2, zorder=3)
 
     if (ax is None) == (axes is None):
         if ax is None:
@@ -154,8 +139,9 @@ def plot_with_anomalies(
         # Overlaid features share one time axis: shade where any shown feature is labelled.
         shade_ranges(ax, lab if lab.ndim == 1 else lab[:, :shown].max(axis=1), time=t)
         for i in range(shown):
-            ax.plot(t, v[:, i], linewidth=0.8, label=names[i] if n_feat > 1 else None,
-                    color=color if n_feat == 1 else None)
+            ax.plot(
+                t, v[:, i], linewidth=0.8, label=names[i] if n_feat > 1 else None, color=color if n_feat == 1 else None
+            )
             draw_marks(ax, i)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -222,12 +208,11 @@ def plot_heatmap(
     length, n_feat = m.shape
     t, step = _time_axis(time, length)
     extent = (t[0] - step / 2, t[-1] + step / 2, n_feat - 0.5, -0.5)
-    image = ax.imshow(m.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax,
-                      extent=extent)
+    image = ax.imshow(m.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, pad=0.01).set_label(cbar_label)
     if labels is not None:
-        lab = _check_labels(labels, length)
+        lab = check_labels(labels, length)
         if lab.ndim == 2:
             if lab.shape[1] != n_feat:
                 raise ValueError(f"labels [T, F] has {lab.shape[1]} columns but matrix has {n_feat}")
@@ -239,8 +224,15 @@ def plot_heatmap(
                 ax.contour(xs, ys, fine, levels=[0.5], colors=ANOMALY_COLOR, linewidths=1.2)
         else:
             for s, e in label_ranges(lab):
-                ax.axvspan(t[s] - step / 2, t[e] + step / 2, ymin=1.0, ymax=1.04, color=ANOMALY_COLOR,
-                           clip_on=False, linewidth=0)
+                ax.axvspan(
+                    t[s] - step / 2,
+                    t[e] + step / 2,
+                    ymin=1.0,
+                    ymax=1.04,
+                    color=ANOMALY_COLOR,
+                    clip_on=False,
+                    linewidth=0,
+                )
     if feature_names is not None:
         if len(feature_names) != n_feat:
             raise ValueError(f"feature_names has {len(feature_names)} names for {n_feat} features")
