@@ -17,9 +17,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -73,9 +74,18 @@ class Row:
     note: str = ""
 
 
-def make_step(impl: str, x: Any, edge_index: Any, targets: torch.Tensor, y: torch.Tensor,
-              in_channels: int, num_classes: int, *, seed: int,
-              num_targets: list[int] | None = None) -> Callable[[], float]:
+def make_step(
+    impl: str,
+    x: Any,
+    edge_index: Any,
+    targets: torch.Tensor,
+    y: torch.Tensor,
+    in_channels: int,
+    num_classes: int,
+    *,
+    seed: int,
+    num_targets: list[int] | None = None,
+) -> Callable[[], float]:
     """A paper-settings GAT with implementation ``impl`` and its Adam step, as a callable."""
     with torch.random.fork_rng():  # same initial weights from run to run; the global RNG is left alone
         torch.manual_seed(seed)
@@ -91,25 +101,42 @@ def cora_cases(data: Any, *, include_naive: bool, seed: int = 0) -> list[Case]:
     common = (data.train_mask, data.y, f, k)
     x_sparse = SparseFeatures(data.x)
     rf = receptive_field(data.edge_index, data.train_mask, 2, n)
-    rf_step = make_step("sparse", rf.select(x_sparse), rf.layer_edges, rf.targets, data.y[rf.nodes], f, k,
-                        seed=seed, num_targets=rf.layer_targets)
-    naive = (Case("naive", make_step("naive", data.x, data.edge_index, *common, seed=seed),
-                  note="1 step, no warm-up; memory not profiled", once=True)
-             if include_naive else
-             Case("naive", None, note="skipped: a Python loop over nodes, seconds per step (run without --quick)"))
+    rf_step = make_step(
+        "sparse",
+        rf.select(x_sparse),
+        rf.layer_edges,
+        rf.targets,
+        data.y[rf.nodes],
+        f,
+        k,
+        seed=seed,
+        num_targets=rf.layer_targets,
+    )
+    naive = (
+        Case(
+            "naive",
+            make_step("naive", data.x, data.edge_index, *common, seed=seed),
+            note="1 step, no warm-up; memory not profiled",
+            once=True,
+        )
+        if include_naive
+        else Case("naive", None, note="skipped: a Python loop over nodes, seconds per step (run without --quick)")
+    )
     return [
         Case(REFERENCE, make_step(REFERENCE, data.x, data.edge_index, *common, seed=seed)),
         naive,
         Case("dense", make_step("dense", data.x, data.edge_index, *common, seed=seed)),
         Case("sparse", make_step("sparse", data.x, data.edge_index, *common, seed=seed)),
         Case("sparse+sparse-input", make_step("sparse", x_sparse, data.edge_index, *common, seed=seed)),
-        Case("sparse+sparse-input+receptive-field", rf_step,
-             note=f"edges per layer {rf.num_edges} of {data.edge_index.size(1)}, {rf.nodes.numel()} nodes"),
+        Case(
+            "sparse+sparse-input+receptive-field",
+            rf_step,
+            note=f"edges per layer {rf.num_edges} of {data.edge_index.size(1)}, {rf.nodes.numel()} nodes",
+        ),
     ]
 
 
-def random_cases(x: torch.Tensor, edge_index: torch.Tensor, *, dense_budget_bytes: int,
-                 seed: int = 0) -> list[Case]:
+def random_cases(x: torch.Tensor, edge_index: torch.Tensor, *, dense_budget_bytes: int, seed: int = 0) -> list[Case]:
     """The random-graph rows: pyg (reference), dense (unless over the memory budget), sparse."""
     n, f = x.shape
     y = torch.randint(NUM_CLASSES_RANDOM, (n,), generator=torch.Generator().manual_seed(seed))
@@ -117,8 +144,12 @@ def random_cases(x: torch.Tensor, edge_index: torch.Tensor, *, dense_budget_byte
     common = (targets, y, f, NUM_CLASSES_RANDOM)
     need = dense_attention_bytes(n, PAPER_MODEL["heads"])
     if need > dense_budget_bytes:
-        dense = Case("dense", None, note=f"skipped: would need {need / GIB:.1f} GiB > budget "
-                                         f"{dense_budget_bytes / GIB:.1f} GiB (--dense-budget-gb)")
+        dense = Case(
+            "dense",
+            None,
+            note=f"skipped: would need {need / GIB:.1f} GiB > budget "
+            f"{dense_budget_bytes / GIB:.1f} GiB (--dense-budget-gb)",
+        )
     else:
         dense = Case("dense", make_step("dense", x, edge_index, *common, seed=seed))
     return [
@@ -128,15 +159,25 @@ def random_cases(x: torch.Tensor, edge_index: torch.Tensor, *, dense_budget_byte
     ]
 
 
-def measure(graph: str, nodes: int, edges: int, cases: Sequence[Case], *, warmup: int = 1,
-            repeats: int = 5, min_time_s: float = 0.0, max_time_s: float | None = None,
-            memory: bool = True) -> list[Row]:
+def measure(
+    graph: str,
+    nodes: int,
+    edges: int,
+    cases: Sequence[Case],
+    *,
+    warmup: int = 1,
+    repeats: int = 5,
+    min_time_s: float = 0.0,
+    max_time_s: float | None = None,
+    memory: bool = True,
+) -> list[Row]:
     """Time (interleaved) and profile every case on one graph; one :class:`Row` per case, in order."""
     if sum(c.impl == REFERENCE and c.step is not None and not c.once for c in cases) != 1:
         raise ValueError(f"measure needs exactly one runnable {REFERENCE!r} case to take ratios against")
     regular = {c.impl: c.step for c in cases if c.step is not None and not c.once}
-    timings: dict[str, Timing] = time_interleaved(regular, warmup=warmup, repeats=repeats,
-                                                  min_time_s=min_time_s, max_time_s=max_time_s)
+    timings: dict[str, Timing] = time_interleaved(
+        regular, warmup=warmup, repeats=repeats, min_time_s=min_time_s, max_time_s=max_time_s
+    )
     for c in cases:
         if c.step is not None and c.once:
             timings[c.impl] = time_call(c.step, warmup=0, repeats=1)
@@ -146,32 +187,43 @@ def measure(graph: str, nodes: int, edges: int, cases: Sequence[Case], *, warmup
     rows = []
     for c in cases:
         t, peak = timings.get(c.impl), peaks.get(c.impl)
-        rows.append(Row(
-            graph=graph, nodes=nodes, edges=edges, impl=c.impl,
-            ms=t.median_ms if t else None, iqr_ms=t.iqr_ms if t else None, n=t.n if t else 0,
-            peak_mb=peak / 1e6 if peak is not None else None,
-            ms_ratio=t.median_ms / ref_ms if t else None,
-            mem_ratio=peak / ref_mem if peak is not None and ref_mem else None,
-            note=c.note,
-        ))
+        rows.append(
+            Row(
+                graph=graph,
+                nodes=nodes,
+                edges=edges,
+                impl=c.impl,
+                ms=t.median_ms if t else None,
+                iqr_ms=t.iqr_ms if t else None,
+                n=t.n if t else 0,
+                peak_mb=peak / 1e6 if peak is not None else None,
+                ms_ratio=t.median_ms / ref_ms if t else None,
+                mem_ratio=peak / ref_mem if peak is not None and ref_mem else None,
+                note=c.note,
+            )
+        )
     return rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
     """Plain-text table, one block per graph."""
+
     def num(v: float | None, fmt: str) -> str:
         width = int(fmt.split(".")[0])
         return f"{'-':>{width}}" if v is None else format(v, fmt)
 
-    header = (f"{'implementation':<37} {'ms/step':>9} {'IQR':>7} {'n':>3} {'peak MB':>9} "
-              f"{'time/pyg':>8} {'mem/pyg':>8}  note")
+    header = (
+        f"{'implementation':<37} {'ms/step':>9} {'IQR':>7} {'n':>3} {'peak MB':>9} {'time/pyg':>8} {'mem/pyg':>8}  note"
+    )
     lines, graph = [], None
     for r in rows:
         if r.graph != graph:
             graph = r.graph
             lines += ["", f"{r.graph}: {r.nodes} nodes, {r.edges} edges", header, "-" * len(header)]
-        lines.append(f"{r.impl:<37} {num(r.ms, '9.1f')} {num(r.iqr_ms, '7.1f')} {r.n:>3} "
-                     f"{num(r.peak_mb, '9.1f')} {num(r.ms_ratio, '8.3f')} {num(r.mem_ratio, '8.3f')}  {r.note}")
+        lines.append(
+            f"{r.impl:<37} {num(r.ms, '9.1f')} {num(r.iqr_ms, '7.1f')} {r.n:>3} "
+            f"{num(r.peak_mb, '9.1f')} {num(r.ms_ratio, '8.3f')} {num(r.mem_ratio, '8.3f')}  {r.note}"
+        )
     return "\n".join(lines[1:])
 
 
@@ -221,27 +273,47 @@ def _write_json(path: Path, record: dict) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer graphs and repeats (~40 s), no naive step")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed steps per implementation and graph (default 5, quick 3)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed steps per implementation and graph (default 5, quick 3)"
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds per graph first (default 1)")
-    p.add_argument("--min-time-s", type=float, default=None,
-                   help="time fast implementations until their timed steps add up to this many seconds "
-                        "(default 1, quick 0.3)")
-    p.add_argument("--max-time-s", type=float, default=None,
-                   help="stop timing an implementation once its timed steps add up to this many seconds "
-                        "(default 12, quick 5)")
-    p.add_argument("--sizes", type=int, nargs="+", default=None,
-                   help="random graph sizes (default 1000 2000 4000 8000 16000 32000; quick 1000 2000 8000)")
+    p.add_argument(
+        "--min-time-s",
+        type=float,
+        default=None,
+        help="time fast implementations until their timed steps add up to this many seconds (default 1, quick 0.3)",
+    )
+    p.add_argument(
+        "--max-time-s",
+        type=float,
+        default=None,
+        help="stop timing an implementation once its timed steps add up to this many seconds (default 12, quick 5)",
+    )
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="random graph sizes (default 1000 2000 4000 8000 16000 32000; quick 1000 2000 8000)",
+    )
     p.add_argument("--avg-degree", type=float, default=4.0, help="of the random graphs (default 4)")
     p.add_argument("--features", type=int, default=500, help="of the random graphs (default 500)")
-    p.add_argument("--dense-budget-gb", type=float, default=4.0,
-                   help="skip the dense layer where its [H, N, N] tensors would exceed this many GiB (default 4)")
+    p.add_argument(
+        "--dense-budget-gb",
+        type=float,
+        default=4.0,
+        help="skip the dense layer where its [H, N, N] tensors would exceed this many GiB (default 4)",
+    )
     p.add_argument("--no-cora", action="store_true", help="random graphs only")
     p.add_argument("--json", type=Path, default=None, help="also write the results here as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when a Cora target check fails or is skipped")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads before measuring (default: torch's own choice); 1 is steadier "
-                        "on a machine shared with other jobs")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads before measuring (default: torch's own choice); 1 is steadier "
+        "on a machine shared with other jobs",
+    )
     p.add_argument("--seed", type=int, default=0, help="for weights, graphs and labels (default 0)")
     args = p.parse_args(argv)
     args.repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
@@ -274,15 +346,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"platform {info['platform']}, 1-min load average at start {info['load_average_1min']}")
     load, cores, threads = info["load_average_1min"], info["cpu_count"], info["torch_threads"]
     if load is not None and cores and threads > 1 and load + threads > cores + 0.5:
-        print(f"WARNING: other processes keep ~{load:.1f} of {cores} cores busy; {threads} torch threads "
-              "contending with them make timings slow and noisy. Rerun on an idle machine or with --threads 1.")
-    print(f"settings: {args.warmup} warm-up round(s); then >= {args.repeats} timed steps and "
-          f">= {args.min_time_s} s per implementation, unless {args.max_time_s} s are spent first")
+        print(
+            f"WARNING: other processes keep ~{load:.1f} of {cores} cores busy; {threads} torch threads "
+            "contending with them make timings slow and noisy. Rerun on an idle machine or with --threads 1."
+        )
+    print(
+        f"settings: {args.warmup} warm-up round(s); then >= {args.repeats} timed steps and "
+        f">= {args.min_time_s} s per implementation, unless {args.max_time_s} s are spent first"
+    )
     print("median ms per training step (forward + backward + Adam); peak MB of tensors allocated in one step")
 
     rows: list[Row] = []
-    common = {"warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time_s,
-              "max_time_s": args.max_time_s}
+    common = {
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "min_time_s": args.min_time_s,
+        "max_time_s": args.max_time_s,
+    }
     if not args.no_cora:
         from tgad_lite.data import DataUnavailableError
         from tgad_lite.data.cora import load_cora
@@ -313,8 +393,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwall time {wall:.0f} s")
     if args.json is not None:
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        _write_json(args.json, {"system": info, "settings": settings, "rows": [asdict(r) for r in rows],
-                                "checks": checks, "wall_s": round(wall, 1)})
+        _write_json(
+            args.json,
+            {
+                "system": info,
+                "settings": settings,
+                "rows": [asdict(r) for r in rows],
+                "checks": checks,
+                "wall_s": round(wall, 1),
+            },
+        )
         print(f"results written to {args.json}")
     if args.strict and any(c["status"] != "PASS" for c in checks):
         return 1
