@@ -9,8 +9,9 @@ combined with other matplotlib axes and saved like any other.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +68,63 @@ def scale_to_range(values: Any, lo: float, hi: float) -> np.ndarray:
 
 
 def edge_widths(values: Any, width_range: tuple[float, float] = EDGE_WIDTH_RANGE) -> np.ndarray:
-    """Line widths (points) ``[E]`` for edge values ``[E]`` (e.g. attention weights): a linear,
-    order-preserving map onto ``width_range``, so the strongest edge is the widest."""
+    """Line widths (points) ``[E]`` for edge values ``[E]``: a linear, order-preserving map of
+    ``[min, max]`` onto ``width_range`` (min-max scaling).
+
+    This magnifies differences: values 0.91 and 1.09 become the thinnest and the widest line.
+    Use it for signed values or when only the order matters; for magnitudes such as attention
+    weights use :func:`widths_from_zero`, which keeps their ratios.
+    """
     return scale_to_range(values, *width_range)
+
+
+def widths_from_zero(values: Any, max_width: float = EDGE_WIDTH_RANGE[1]) -> np.ndarray:
+    """Line widths (points) ``[E]`` proportional to non-negative ``values [E]``: ``max_width * v / max(v)``.
+
+    Zero maps to zero and ratios are kept, so an edge with 9% more weight than another is drawn
+    9% wider (min-max scaling would draw them as thin against thick). All-zero values give zero
+    widths. NaN, infinite or negative values raise ValueError.
+    """
+    v = _to_numpy(values).astype(np.float64).ravel()
+    if not np.isfinite(max_width) or max_width <= 0:
+        raise ValueError(f"max_width must be a positive number of points, got {max_width!r}")
+    if v.size == 0:
+        return v
+    if not np.isfinite(v).all():
+        raise ValueError("cannot scale NaN or infinite values; replace or drop them first")
+    if (v < 0).any():
+        raise ValueError(
+            f"widths from zero need non-negative values, got a minimum of {v.min():g}; "
+            "for signed values use min-max scaling (draw_graph(..., edge_scale='minmax'))"
+        )
+    top = v.max()
+    return np.zeros_like(v) if top == 0 else max_width * v / top
+
+
+EDGE_SCALES = ("zero", "minmax")
+
+
+def _widths_on_scale_of(
+    values: np.ndarray, drawn: np.ndarray, edge_scale: str, width_range: tuple[float, float]
+) -> np.ndarray:
+    """Widths of ``values`` on the scale fixed by the drawn edge values (for legend keys; a value
+    outside the drawn range extrapolates, never below zero)."""
+    lo, hi = width_range
+    if edge_scale == "zero":
+        top = drawn.max()
+        return np.zeros_like(values) if top == 0 else np.maximum(hi * values / top, 0.0)
+    span = drawn.max() - drawn.min()
+    if span == 0:
+        return np.full_like(values, (lo + hi) / 2)
+    return np.maximum(lo + (hi - lo) * (values - drawn.min()) / span, 0.0)
+
+
+def _scale_edges(values: Any, edge_scale: str, width_range: tuple[float, float]) -> np.ndarray:
+    if edge_scale == "zero":
+        return widths_from_zero(values, width_range[1])
+    if edge_scale == "minmax":
+        return edge_widths(values, width_range)
+    raise ValueError(f"edge_scale must be one of {EDGE_SCALES}, got {edge_scale!r}")
 
 
 def node_sizes(values: Any, size_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -88,7 +143,7 @@ def _palette(n: int) -> list:
     import matplotlib
 
     if n <= 10:
-        return list(matplotlib.colormaps["tab10"].colors)[:max(n, 1)]
+        return list(matplotlib.colormaps["tab10"].colors)[: max(n, 1)]
     if n <= 20:
         return list(matplotlib.colormaps["tab20"].colors)[:n]
     cmap = matplotlib.colormaps["hsv"]
@@ -228,6 +283,8 @@ def draw_graph(
     legend_title: str | None = None,
     palette: Sequence[Any] | None = None,
     edge_legend: str | None = None,
+    edge_scale: str = "zero",
+    edge_reference: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Draw a graph on ``ax`` and return the node positions ``[N, 2]``.
 
@@ -237,10 +294,16 @@ def draw_graph(
     - ``node_size``: ``[N]`` values (e.g. degree); marker area grows linearly with the value
       within ``size_range`` points^2 (default chosen from the graph size).
     - ``edge_width``: ``[E]`` values (e.g. attention weights), one per column of
-      ``edge_index``, mapped linearly onto ``width_range`` points; edges are drawn thinnest
-      first so strong edges stay on top. With ``arrows=True`` each edge is a curved arrow, so
-      the two directions of a pair (i->j and j->i) are both visible. Self-loops are not drawn.
-      ``edge_legend`` (e.g. ``"attention"``) adds a key of three widths with their values.
+      ``edge_index``; edges are drawn thinnest first so strong edges stay on top. With
+      ``arrows=True`` each edge is a curved arrow, so the two directions of a pair (i->j and
+      j->i) are both visible. Self-loops are not drawn.
+    - ``edge_scale``: ``"zero"`` (default) draws widths proportional to the values,
+      ``width_range[1] * v / max(v)`` (:func:`widths_from_zero`; values must be >= 0), so equal
+      ratios look equal; ``"minmax"`` maps ``[min, max]`` onto ``width_range``
+      (:func:`edge_widths`), which turns small differences into thin-against-thick lines.
+    - ``edge_legend`` (e.g. ``"attention"``) adds a key of three widths with their values;
+      ``edge_reference`` (``{label: value}``, e.g. ``{"uniform, 1/169": 1 / 169}``) adds dashed
+      keys drawn at the width those values would get, for comparison.
     - ``layout``: ``"fr"``, ``"kk"``, ``"circle"``, ``"sugiyama"`` or ``"tree"`` (see
       :func:`compute_layout`, seeded by ``seed``), or an ``[N, 2]`` array of positions
       (e.g. the return value of an earlier call, to draw the same nodes in the same places).
@@ -281,6 +344,10 @@ def draw_graph(
 
     if edge_legend is not None and (edge_width is None or n_edges == 0):
         raise ValueError("edge_legend explains edge widths: pass edge_width values too")
+    if edge_reference is not None and edge_legend is None:
+        raise ValueError("edge_reference adds keys to the edge legend: pass edge_legend='...' too")
+    if edge_scale not in EDGE_SCALES:
+        raise ValueError(f"edge_scale must be one of {EDGE_SCALES}, got {edge_scale!r}")
     if edge_width is None:
         widths = np.full(n_edges, 0.3 if n_edges > 2000 else 1.0)
         order = np.arange(n_edges)
@@ -291,7 +358,7 @@ def draw_graph(
                 f"edge_width has {w.shape[0]} values but edge_index has {n_edges} edges; give one "
                 "value per column of edge_index"
             )
-        widths = edge_widths(w, width_range)
+        widths = _scale_edges(w, edge_scale, width_range)
         order = np.argsort(widths, kind="stable")
     if edge_alpha is None:
         edge_alpha = 0.25 if n_edges > 2000 else 0.7
@@ -303,19 +370,42 @@ def draw_graph(
             s, t = ei[:, e]
             if s == t:
                 continue
-            ax.add_patch(FancyArrowPatch(
-                xy[s], xy[t], arrowstyle="-|>", mutation_scale=8 + 2 * widths[e],
-                connectionstyle="arc3,rad=0.12", linewidth=widths[e], color=edge_color,
-                alpha=edge_alpha, shrinkA=radius[s] + 1, shrinkB=radius[t] + 2, zorder=1,
-            ))
+            ax.add_patch(
+                FancyArrowPatch(
+                    xy[s],
+                    xy[t],
+                    arrowstyle="-|>",
+                    mutation_scale=8 + 2 * widths[e],
+                    connectionstyle="arc3,rad=0.12",
+                    linewidth=widths[e],
+                    color=edge_color,
+                    alpha=edge_alpha,
+                    shrinkA=radius[s] + 1,
+                    shrinkB=radius[t] + 2,
+                    zorder=1,
+                )
+            )
     elif n_edges:
         segments = np.stack([xy[ei[0, order]], xy[ei[1, order]]], axis=1)
-        ax.add_collection(LineCollection(
-            segments, linewidths=widths[order], colors=edge_color, alpha=edge_alpha, zorder=1,
-        ))
+        ax.add_collection(
+            LineCollection(
+                segments,
+                linewidths=widths[order],
+                colors=edge_color,
+                alpha=edge_alpha,
+                zorder=1,
+            )
+        )
 
-    ax.scatter(xy[:, 0], xy[:, 1], s=sizes, c=colors, edgecolors="white",
-               linewidths=0.3 if num_nodes > _LARGE_GRAPH else 0.8, zorder=2)
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=sizes,
+        c=colors,
+        edgecolors="white",
+        linewidths=0.3 if num_nodes > _LARGE_GRAPH else 0.8,
+        zorder=2,
+    )
 
     if labels is not None:
         items = labels.items() if isinstance(labels, Mapping) else enumerate(labels)
@@ -323,15 +413,41 @@ def draw_graph(
             if not 0 <= int(i) < num_nodes:
                 raise ValueError(f"labels names node {i}, outside 0..{num_nodes - 1}")
             # Below the node: in layered layouts the arrows arrive from above.
-            ax.annotate(str(text), xy[int(i)], xytext=(0, -np.sqrt(sizes[int(i)] / np.pi) - 2),
-                        textcoords="offset points", ha="center", va="top", fontsize=8, zorder=3,
-                        bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+            ax.annotate(
+                str(text),
+                xy[int(i)],
+                xytext=(0, -np.sqrt(sizes[int(i)] / np.pi) - 2),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=8,
+                zorder=3,
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
+            )
 
     if legend is not None:
-        handles = [Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor=class_palette[i],
-                          markeredgecolor="white", label=str(name)) for i, name in enumerate(legend)]
-        class_legend = ax.legend(handles=handles, title=legend_title, loc="upper left",
-                                 bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8, title_fontsize=9)
+        handles = [
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markersize=7,
+                markerfacecolor=class_palette[i],
+                markeredgecolor="white",
+                label=str(name),
+            )
+            for i, name in enumerate(legend)
+        ]
+        class_legend = ax.legend(
+            handles=handles,
+            title=legend_title,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+            fontsize=8,
+            title_fontsize=9,
+        )
 
     if edge_legend is not None:
         if legend is not None:
@@ -340,11 +456,33 @@ def draw_graph(
         w = _to_numpy(edge_width).astype(np.float64).ravel()
         samples = np.linspace(w.min(), w.max(), 3) if w.max() > w.min() else w[:1]
         span = float(w.max() - w.min()) or abs(float(w.max())) or 1.0
-        decimals = max(0, 1 - int(np.floor(np.log10(span))))  # two significant digits of the range
-        keys = [Line2D([], [], color=edge_color, linewidth=lw, alpha=max(edge_alpha, 0.6), label=f"{v:.{decimals}f}")
-                for v, lw in zip(samples, edge_widths(np.append(samples, [w.min(), w.max()]), width_range))]
-        ax.legend(handles=keys, title=edge_legend, loc="lower left", bbox_to_anchor=(1.0, 0.0),
-                  frameon=False, fontsize=8, title_fontsize=9)
+        refs = dict(edge_reference or {})
+        # Two significant digits of the range; three with a reference, which usually falls inside
+        # the range and must not print like one of the samples (0.0059 vs 0.00592).
+        decimals = max(0, 1 - int(np.floor(np.log10(span)))) + (1 if refs else 0)
+        ref_values = np.array(list(refs.values()), dtype=np.float64)
+        if not np.isfinite(ref_values).all():
+            raise ValueError(f"edge_reference values must be finite numbers, got {refs}")
+        # On the drawn edges' scale, so a key is exactly as wide as an edge of its value.
+        key_widths = _widths_on_scale_of(np.concatenate([samples, ref_values]), w, edge_scale, width_range)
+        style = {"color": edge_color, "alpha": max(edge_alpha, 0.6)}
+        keys = [
+            Line2D([], [], linewidth=lw, label=f"{v:.{decimals}f}", **style)
+            for v, lw in zip(samples, key_widths[: len(samples)], strict=True)
+        ]
+        keys += [
+            Line2D([], [], linewidth=lw, linestyle="--", label=f"{name}: {v:.{decimals}f}", **style)
+            for (name, v), lw in zip(refs.items(), key_widths[len(samples) :], strict=True)
+        ]
+        ax.legend(
+            handles=keys,
+            title=edge_legend,
+            loc="lower left",
+            bbox_to_anchor=(1.0, 0.0),
+            frameon=False,
+            fontsize=8,
+            title_fontsize=9,
+        )
 
     ax.autoscale_view()
     ax.margins(0.08)
