@@ -151,7 +151,12 @@ class SparseFeatures:
 
     def to(self, device: str | torch.device) -> SparseFeatures:
         """The same features on ``device`` (``self`` if they are there already), like ``Tensor.to``."""
-        if torch.device(device) == self.device:
+        target, current = torch.device(device), self.device
+        # "cuda" names the current GPU: compare as Tensor.to does, not as torch.device equality
+        # (torch.device("cuda") != torch.device("cuda:0")).
+        if target.type == "cuda" and target.index is None and torch.cuda.is_available():
+            target = torch.device("cuda", torch.cuda.current_device())
+        if target == current:
             return self
         parts = (self._crow, self._col, self._values, self._crow_t, self._col_t, self._perm)
         return SparseFeatures(None, _parts=(self.shape, *(t.to(device) for t in parts)))
