@@ -442,11 +442,12 @@ def _banner(status: str, error: str | None, name: str) -> str:
     )
 
 
-def _mark_cells(nb: Any, status: str, running: tuple[int, str | None] | None) -> int | None:
+def _mark_cells(nb: Any, status: str, running: tuple[int, str | None] | None) -> str | None:
     """Undo papermill's "completed" on cells that never finished or never started.
 
     ``running`` is the cell the kernel was executing when it was killed or died (``None`` if
-    none). Returns the execution count of the cell where the run stopped.
+    none). Returns the label of the cell where the run stopped (``In [n]``, or ``code cell k`` when
+    the kernel died before numbering it).
     """
     import nbformat
 
@@ -469,7 +470,10 @@ def _mark_cells(nb: Any, status: str, running: tuple[int, str | None] | None) ->
             else:
                 ename, evalue = "DeadKernelError", "the kernel died while this cell was executing"
             cell.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[]))
-        stopped_at = cell.get("execution_count")
+        count = cell.get("execution_count")
+        # A kernel that dies at once may never send the cell's execution count: name its position.
+        position = [c for c in nb.cells if c.cell_type == "code"].index(cell) + 1
+        stopped_at = f"In [{count}]" if count is not None else f"code cell {position}"
     for other in nb.cells:
         info = other.get("metadata", {}).get("papermill")
         if info is not None and not info.get("start_time") and info.get("status") == "completed":
@@ -500,8 +504,8 @@ def _mark_notebook(
         error = f"{error}; no executed copy was saved, this is the source notebook"
     if status != "ok":
         stopped_at = _mark_cells(nb, status, running)
-        if stopped_at is not None and "cell In [" not in str(error):
-            error = f"{error} in cell In [{stopped_at}]"
+        if stopped_at is not None and "in cell " not in str(error):
+            error = f"{error} in cell {stopped_at}"
         nb.cells = [c for c in nb.cells if BANNER_TAG not in c.get("metadata", {}).get("tags", [])]
         nb.cells.insert(
             0, nbformat.v4.new_markdown_cell(_banner(status, error, plan.name), metadata={"tags": [BANNER_TAG]})
