@@ -34,8 +34,8 @@ EDGE_SCORES = np.array([0.0, 0.9, 0.0, 0.0, 0.6, 0.0, 0.0, 0.7])
 
 
 def _brute_best(scores, labels, metric):
-    """Max F1 over every distinct score used as threshold, the slow obvious way."""
-    return max(metric(scores, labels, t).f1 for t in np.unique(scores))
+    """Max F1 over thresholds just below every distinct score (alarms: score > t), the slow obvious way."""
+    return max(metric(scores, labels, t).f1 for t in np.nextafter(np.unique(scores), -np.inf))
 
 
 # ----------------------------------------------------------------------------- point-wise
@@ -50,15 +50,16 @@ def test_point_wise_hand_computed():
     assert (p, r, f1) == (0.0, 0.0, 0.0)
 
 
-def test_alarm_is_greater_or_equal():
-    # A score exactly at the threshold raises an alarm.
-    assert precision_recall_f1([0.5, 0.2], [1, 0], 0.5) == (1.0, 1.0, 1.0)
+def test_alarm_is_strictly_greater():
+    # A score exactly at the threshold raises no alarm (the rule of tgad_lite.anomaly.threshold too).
+    assert precision_recall_f1([0.5, 0.2], [1, 0], 0.5) == (0.0, 0.0, 0.0)
+    assert precision_recall_f1([0.5, 0.2], [1, 0], 0.4) == (1.0, 1.0, 1.0)
 
 
 def test_best_f1_ties_in_scores_alarm_together():
     # Thresholds 0.2 (all alarm: P .5, R 1) and 0.5 (steps 0, 1: P .5, R .5); tied steps never split.
     best = best_f1([0.5, 0.5, 0.2, 0.2], [1, 0, 1, 0])
-    assert best.f1 == pytest.approx(2 / 3) and best.threshold == 0.2
+    assert best.f1 == pytest.approx(2 / 3) and best.threshold == np.nextafter(0.2, 0)  # just below 0.2
     assert (best.precision, best.recall) == (0.5, 1.0)
 
 
@@ -75,7 +76,7 @@ def test_best_f1_equals_brute_force_with_many_ties():
 def test_constant_scores_flag_everything():
     scores, labels = [0.3] * 5, [0, 1, 1, 0, 0]
     best = best_f1(scores, labels)
-    assert (best.threshold, best.precision, best.recall) == (0.3, 0.4, 1.0)
+    assert (best.threshold, best.precision, best.recall) == (np.nextafter(0.3, 0), 0.4, 1.0)
     assert best.f1 == pytest.approx(2 * 0.4 / 1.4)
     assert roc_auc(scores, labels) == 0.5 and pr_auc(scores, labels) == pytest.approx(0.4)
 
@@ -84,7 +85,7 @@ def test_no_anomaly_recall_and_f1_are_none_not_nan():
     labels = np.zeros(4, dtype=int)
     assert precision_recall_f1([0.1, 0.9, 0.2, 0.8], labels, 0.5) == (0.0, None, None)
     best = best_f1([0.1, 0.9, 0.2, 0.8], labels)
-    assert best.f1 is None and best.threshold > 0.9  # just above every score: no alarm
+    assert best.f1 is None and best.threshold == 0.9  # the largest score: no alarm under score > threshold
     assert roc_auc([0.1, 0.9, 0.2, 0.8], labels) is None and pr_auc([0.1, 0.9, 0.2, 0.8], labels) is None
     assert event_recall([0.1, 0.9, 0.2, 0.8], labels, 0.5) is None
     assert composite_f1([0.1, 0.9, 0.2, 0.8], labels, 0.5) is None
@@ -95,7 +96,7 @@ def test_no_anomaly_recall_and_f1_are_none_not_nan():
 def test_all_anomalous():
     scores, labels = [0.1, 0.4, 0.2, 0.3], [1, 1, 1, 1]
     best = best_f1(scores, labels)
-    assert (best.f1, best.threshold) == (1.0, 0.1)
+    assert (best.f1, best.threshold) == (1.0, np.nextafter(0.1, 0))
     assert roc_auc(scores, labels) is None and pr_auc(scores, labels) is None
     assert precision_recall_f1(scores, labels, 0.35).f1 == pytest.approx(0.4)  # P 1, R 1/4
     assert point_adjusted_f1(scores, labels, 0.35) == (1.0, 1.0, 1.0)

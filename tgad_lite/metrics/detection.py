@@ -4,9 +4,11 @@ Every function takes arrays and returns numbers; nothing here imports a model or
 accepted, duck-typed). Shapes: ``scores [T]`` (higher = more anomalous), ``labels [T]`` (0/1, 1 =
 anomalous), ``threshold`` a number or ``[T]`` per-step thresholds (streaming rules such as DSPOT).
 
-**Alarm rule**: step ``t`` raises an alarm when ``scores[t] >= threshold[t]`` (greater *or equal*,
-as :func:`sklearn.metrics.precision_recall_curve` counts its thresholds; the PA%K reference code
-uses ``>``, which only differs for a score exactly at the threshold).
+**Alarm rule**: step ``t`` raises an alarm when ``scores[t] > threshold[t]`` (strictly greater), the
+rule of every threshold in :mod:`tgad_lite.anomaly.threshold` (POT, percentile, ...) and of the PA%K
+reference code, so a threshold from there is scored here exactly as it alarms. Oracle thresholds
+from scikit-learn's precision-recall curve (alarms ``>= t``) are returned as the float just below
+``t``, which gives the same alarms under this rule.
 
 A *segment* (event) is a maximal run of 1s in ``labels``, from :func:`tgad_lite.intervals.label_ranges`
 (inclusive ends). Conventions for undefined values, chosen so that no result is ever NaN:
@@ -135,9 +137,9 @@ def _check_threshold(threshold: Any, length: int) -> np.ndarray | float:
 
 
 def alarms_at(scores: Any, threshold: Any) -> np.ndarray:
-    """Alarms ``[T]`` (bool): ``scores >= threshold``; ``threshold`` a number or ``[T]`` per-step values."""
+    """Alarms ``[T]`` (bool): ``scores > threshold``; ``threshold`` a number or ``[T]`` per-step values."""
     s = _check_scores(scores)
-    return s >= _check_threshold(threshold, len(s))
+    return s > _check_threshold(threshold, len(s))
 
 
 # ----------------------------------------------------------------------------- core on alarms
@@ -182,35 +184,38 @@ def _check_k(k: Any) -> int:
 
 
 def precision_recall_f1(scores: Any, labels: Any, threshold: Any) -> PRF:
-    """Point-wise precision, recall and F1 of the alarms ``scores >= threshold``.
+    """Point-wise precision, recall and F1 of the alarms ``scores > threshold``.
 
     ``scores [T]``, ``labels [T]``, ``threshold`` a number or ``[T]``. Every time step counts once:
     ``P = TP / alarms``, ``R = TP / anomalous steps``, ``F1 = 2PR / (P + R)``.
     """
     s, lab = _check(scores, labels)
-    return _prf_of(s >= _check_threshold(threshold, len(s)), lab)
+    return _prf_of(s > _check_threshold(threshold, len(s)), lab)
 
 
 def _best_from_curve(s: np.ndarray, lab: np.ndarray) -> BestF1:
     if lab.sum() == 0:
         # No anomaly: F1 is undefined at every threshold; the honest choice raises no alarm.
-        return BestF1(None, float(np.nextafter(s.max(), np.inf)), 0.0, None)
+        return BestF1(None, float(s.max()), 0.0, None)
     precision, recall, thresholds = precision_recall_curve(lab, s)
     p, r = precision[:-1], recall[:-1]  # the last pair (P=1, R=0) has no threshold
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
     i = int(np.argmax(f1))  # ties: the lowest threshold reaching the maximum
-    return BestF1(float(f1[i]), float(thresholds[i]), float(p[i]), float(r[i]))
+    # sklearn alarms on score >= t; the float just below t gives the same alarms under score > t'.
+    return BestF1(float(f1[i]), float(np.nextafter(thresholds[i], -np.inf)), float(p[i]), float(r[i]))
 
 
 def best_f1(scores: Any, labels: Any) -> BestF1:
     """ORACLE best point-wise F1 over every threshold, in one pass.
 
     ``scores [T]``, ``labels [T]``. Uses :func:`sklearn.metrics.precision_recall_curve`, whose
-    thresholds are the distinct scores and whose alarms are ``scores >= threshold``. The threshold
-    is chosen with the test labels, so the F1 is an upper bound no deployed detector can claim;
-    report it as "oracle best-F1". On ties in F1 the lowest threshold wins. With no anomaly in
-    ``labels`` the F1 is ``None`` and the threshold sits just above the largest score (no alarm).
+    thresholds are the distinct scores with alarms ``scores >= t``; the threshold returned is the
+    float just below that ``t``, so it gives the same alarms under this package's ``scores >
+    threshold``. The threshold is chosen with the test labels, so the F1 is an upper bound no
+    deployed detector can claim; report it as "oracle best-F1". On ties in F1 the lowest threshold
+    wins. With no anomaly in ``labels`` the F1 is ``None`` and the threshold is the largest score
+    (no alarm).
     """
     s, lab = _check(scores, labels)
     return _best_from_curve(s, lab)
@@ -252,7 +257,7 @@ def point_adjusted_f1(scores: Any, labels: Any, threshold: Any, k: int = 0) -> P
     long segments: treat this number as an optimistic bound, never alone.
     """
     s, lab = _check(scores, labels)
-    alarms = s >= _check_threshold(threshold, len(s))
+    alarms = s > _check_threshold(threshold, len(s))
     return _prf_of(point_adjust(alarms, lab, k), lab)
 
 
@@ -296,7 +301,7 @@ def pa_k_curve(
     rises. Raises ``ValueError`` when the labels hold no anomaly (F1 undefined for every K).
     """
     s, lab = _check(scores, labels)
-    alarms = s >= _check_threshold(threshold, len(s))
+    alarms = s > _check_threshold(threshold, len(s))
     ks_arr = np.array([_check_k(k) for k in ks], dtype=np.int64)
     n_pos = int(lab.sum())
     if n_pos == 0:
@@ -330,7 +335,7 @@ def pa_k_auc(scores: Any, labels: Any, threshold: Any) -> float | None:
 def event_recall(scores: Any, labels: Any, threshold: Any) -> float | None:
     """Fraction of labelled segments with at least one alarm inside; ``None`` without segments."""
     s, lab = _check(scores, labels)
-    counts, _ = _segment_counts(s >= _check_threshold(threshold, len(s)), label_ranges(lab))
+    counts, _ = _segment_counts(s > _check_threshold(threshold, len(s)), label_ranges(lab))
     return float((counts > 0).mean()) if len(counts) else None
 
 
@@ -349,7 +354,7 @@ def detection_delays(scores: Any, labels: Any, threshold: Any) -> list[int | Non
     """For each labelled segment (in time order), ``first alarm index - segment start``, or ``None``
     when no alarm falls inside the segment. Alarms before the segment do not count as early."""
     s, lab = _check(scores, labels)
-    alarms = s >= _check_threshold(threshold, len(s))
+    alarms = s > _check_threshold(threshold, len(s))
     out: list[int | None] = []
     for start, end in label_ranges(lab):
         hits = np.flatnonzero(alarms[start : end + 1])
@@ -360,7 +365,7 @@ def detection_delays(scores: Any, labels: Any, threshold: Any) -> list[int | Non
 def false_alarm_events(scores: Any, labels: Any, threshold: Any) -> int:
     """Number of maximal runs of consecutive alarms that share no time step with a labelled segment."""
     s, lab = _check(scores, labels)
-    alarms = (s >= _check_threshold(threshold, len(s))).astype(np.int8)
+    alarms = (s > _check_threshold(threshold, len(s))).astype(np.int8)
     runs = label_ranges(alarms)
     counts, _ = _segment_counts(lab.astype(bool), runs)  # labelled steps inside each alarm run
     return int((counts == 0).sum())
@@ -473,7 +478,7 @@ EVALUATE_KEYS: tuple[str, ...] = (
     "n_points",  # T
     "n_anomalous_points",  # labelled anomalous steps
     "n_segments",  # labelled segments (events)
-    "n_alarms",  # steps with score >= threshold
+    "n_alarms",  # steps with score > threshold
     "precision",  # point-wise, at the threshold
     "recall",
     "f1",
@@ -538,7 +543,7 @@ def evaluate(
     else:
         th = _check_threshold(threshold, len(s))
         rule = threshold_rule if threshold_rule is not None else "given"
-    alarms = s >= th
+    alarms = s > th
     ranges = label_ranges(lab)
     n_pos = int(lab.sum())
     point = _prf_of(alarms, lab)
