@@ -70,3 +70,18 @@ def check_mirror(environ: Mapping[str, str]) -> Path | None:
             "on real data."
         )
     return folder
+
+
+def needs_mirror_marker():
+    """``(mirror or None, skipif marker)`` for test modules that read the real files directly.
+
+    ``$TGAD_DATA_MIRROR`` is the one switch: unset, such tests skip; set, ``conftest`` has already
+    failed the run unless the folder holds every file they need.
+    """
+    import os
+
+    import pytest
+
+    mirror = check_mirror(os.environ)
+    reason = "TGAD_DATA_MIRROR is unset (CI: ../shared/data, a folder with Cora/raw and MSL/)"
+    return mirror, pytest.mark.skipif(mirror is None, reason=reason)

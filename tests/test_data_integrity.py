@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _mirror import check_mirror
+from _mirror import needs_mirror_marker
 
 from tgad_lite.data import (
     DataFormatError,
@@ -33,10 +32,7 @@ from tgad_lite.data import (
 from tgad_lite.data.checksums import CACHE_NAME
 from tgad_lite.data.cora import CORA_SHA256
 
-REAL_MIRROR = check_mirror(os.environ)
-needs_mirror = pytest.mark.skipif(
-    REAL_MIRROR is None, reason="TGAD_DATA_MIRROR is unset (CI: ../shared/data, a folder with Cora/raw and MSL/)"
-)
+REAL_MIRROR, needs_mirror = needs_mirror_marker()
 
 
 def offline(url: str):

@@ -8,13 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _mirror import check_mirror
+from _mirror import needs_mirror_marker
 
 from tgad_lite.data import (
     SMD_MACHINES,
@@ -32,12 +31,7 @@ from tgad_lite.data.ppi import PPI_URL
 from tgad_lite.data.smd import smd_files
 from tgad_lite.data.telemanom import TELEMANOM_LABELS_URL, TELEMANOM_ZIP_URL
 
-# $TGAD_DATA_MIRROR is the one switch: unset, these tests skip; set, conftest has already
-# failed the run unless the folder holds every file they need.
-REAL_MIRROR = check_mirror(os.environ)
-needs_mirror = pytest.mark.skipif(
-    REAL_MIRROR is None, reason="TGAD_DATA_MIRROR is unset (CI: ../shared/data, a folder with Cora/raw and MSL/)"
-)
+REAL_MIRROR, needs_mirror = needs_mirror_marker()
 
 
 def serve(blobs: dict[str, bytes], calls: list[str] | None = None):
