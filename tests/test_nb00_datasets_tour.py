@@ -8,12 +8,11 @@ generator's settings.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from _notebook_output import progress_lines, shown_text, streams
 
 from tgad_lite.data import data_dir, load_telemanom
 from tgad_lite.data.microservices import Incident, cascade, shop_graph
@@ -32,36 +31,6 @@ FIGURES = (
     "services_heatmap",
     "services_latency",
 )
-
-
-# A progress line of tgad_lite.progress in lines mode ("desc: 10/200 (1.2 s)") or a tqdm bar ("45%|###").
-PROGRESS_LINE = re.compile(r"\b\d+/\d+(?: done)? \(\d+(?:\.\d+)? s\)|\d+%\||\bit/s\b")
-
-
-def _streams(path: Path) -> tuple[str, str]:
-    """(all stdout text, all stderr text) of an executed notebook's outputs."""
-    nb = nbformat.read(path, as_version=4)
-    out = {"stdout": [], "stderr": []}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                out[o["name"]].append(o["text"])
-    return "".join(out["stdout"]), "".join(out["stderr"])
-
-
-def _all_output_text(path: Path) -> str:
-    """Every text the reader sees in the executed notebook: streams, markdown/plain displays, errors."""
-    nb = nbformat.read(path, as_version=4)
-    parts = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                parts.append(o["text"])
-            elif "data" in o:
-                parts.extend(str(o["data"].get(k, "")) for k in ("text/markdown", "text/plain", "text/html"))
-            elif o.get("output_type") == "error":
-                parts.append(f"{o['ename']}: {o['evalue']}")
-    return "\n".join(parts)
 
 
 def _has_real_data(root: Path | None) -> bool:
@@ -171,7 +140,7 @@ def test_msl_per_channel_anomaly_fractions_and_their_wording(nb00, m, data_mirro
     assert m["msl_min_channel_anomaly_fraction"] == pytest.approx(min(rates.values()))
     # The prose follows the number: the maximum is printed, and "mostly anomalous" is not said of
     # channels that are at most 60 % anomalous (the real maximum is about half).
-    text = _all_output_text(nb00.output_notebook)
+    text = shown_text(nb00.output_notebook)
     assert f"{m['msl_max_channel_anomaly_fraction']:.1%}" in text
     if m["msl_max_channel_anomaly_fraction"] <= 0.6:
         source = Path(__file__).resolve().parents[1] / "notebooks" / "00_datasets_tour.ipynb"
@@ -186,21 +155,21 @@ def test_ppi_sizes_are_reported_for_what_was_loaded(nb00, m):
     graphs = m["ppi_graphs_train"] + m["ppi_graphs_val"] + m["ppi_graphs_test"]
     assert m["ppi_mean_nodes_per_graph"] == pytest.approx(m["ppi_total_nodes"] / graphs)
     # The real data set's sizes are stated beside the stand-in's; the wrong "about 2,250" is gone.
-    text = _all_output_text(nb00.output_notebook)
+    text = shown_text(nb00.output_notebook)
     assert "56,944" in text and "44,906" in text
     assert "2,250" not in text
 
 
 def test_outputs_hold_no_progress_spam_iprogress_or_processing(nb00):
-    stdout, stderr = _streams(nb00.output_notebook)
+    stdout, stderr = streams(nb00.output_notebook)
     text = stdout + stderr
-    assert len([line for line in text.splitlines() if PROGRESS_LINE.search(line)]) < 50
+    assert len(progress_lines(text)) < 50
     assert "IProgress" not in text
     assert "Processing..." not in text and "Done!" not in stderr
 
 
 def test_summary_is_computed_and_labels_the_smoke_run(nb00, m):
-    text = _all_output_text(nb00.output_notebook)
+    text = shown_text(nb00.output_notebook)
     assert "SMOKE RUN" in text
     # Figures in the summary come from this run's metrics.
     assert f"{m['cora_nodes']:,} nodes" in text and f"{m['msl_anomaly_rate']:.1%}" in text

@@ -6,12 +6,12 @@ checks speed). Memory, agreement, receptive-field sizes and the lookup accuracie
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from _notebook_output import progress_lines, shown_text
+from _notebook_output import streams as output_streams
 
 from tgad_lite.device import resolve_device
 from tgad_lite.profiling import dense_attention_bytes
@@ -20,28 +20,12 @@ pytestmark = pytest.mark.notebook
 
 CORA_VARIANTS = ("GATConv", "sparse (dense x)", "sparse + SparseFeatures", "+ receptive field")
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_gat_from_scratch.ipynb"
-# A progress line of tgad_lite.progress in lines mode ("desc: 10/200 (1.2 s)") or a tqdm bar ("45%|###").
-PROGRESS_LINE = re.compile(r"\b\d+/\d+(?: done)? \(\d+(?:\.\d+)? s\)|\d+%\||\bit/s\b")
-
-
-def _output_texts(path: Path) -> tuple[str, str]:
-    """(stream text, everything shown: streams plus markdown/plain displays) of an executed notebook."""
-    nb = nbformat.read(path, as_version=4)
-    streams, shown = [], []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                streams.append(o["text"])
-                shown.append(o["text"])
-            elif "data" in o:
-                shown.extend(str(o["data"].get(k, "")) for k in ("text/markdown", "text/plain"))
-    return "".join(streams), "\n".join(shown)
 
 
 @pytest.fixture(scope="module")
 def run(run_notebook_once, data_mirror):
     if data_mirror is None or not (data_mirror / "Cora" / "raw").is_dir():
-        pytest.skip("needs the real Cora raw files in $TGAD_DATA_MIRROR (or ../shared/data)")
+        pytest.skip("needs the real Cora raw files: set TGAD_DATA_MIRROR (CI: ../shared/data)")
     return run_notebook_once("01_gat_from_scratch")
 
 
@@ -164,15 +148,15 @@ def test_lookup_attention_entropy_ratios_show_static_and_dynamic_attention(m):
 
 
 def test_outputs_hold_no_progress_spam_iprogress_or_processing(run):
-    streams, _ = _output_texts(run.output_notebook)
-    assert len([line for line in streams.splitlines() if PROGRESS_LINE.search(line)]) < 50
+    streams = "".join(output_streams(run.output_notebook))
+    assert len(progress_lines(streams)) < 50
     assert "IProgress" not in streams
     assert "Processing..." not in streams
     assert "IProgress" not in NOTEBOOK.read_text()  # no warnings filter hiding it either
 
 
 def test_prose_about_dense_versus_sparse_follows_the_measured_times(run, m):
-    _, shown = _output_texts(run.output_notebook)
+    shown = shown_text(run.output_notebook)
     ratios = {int(n): r for n, r in m["dense_over_sparse_time"].items()}
     assert ratios, "dense and sparse should share at least one graph size in the smoke sweep"
     prof = m["profiling"]

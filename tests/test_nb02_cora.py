@@ -12,6 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _notebook_output import CLOSING_LINE, progress_lines, shown_text
+from _notebook_output import streams as output_streams
 
 from tgad_lite.device import resolve_device
 
@@ -21,22 +23,6 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_cora.ipynb"
 MODELS = ("GAT (ours)", "GCN", "MLP")
 SMOKE_LABEL = "SMOKE RUN: tiny settings, not a result."
 # A progress line of tgad_lite.progress in lines mode ("desc: 10/40 (1.2 s)") or a tqdm bar ("45%|###").
-PROGRESS_LINE = re.compile(r"\b\d+/\d+(?: done)? \(\d+(?:\.\d+)? s\)|\d+%\||\bit/s\b")
-CLOSING_LINE = re.compile(r"\b\d+/\d+ done \(\d+(?:\.\d+)? s\)")
-
-
-def _outputs(path: Path) -> tuple[str, str]:
-    """(stream text, everything shown: streams plus plain/markdown/html displays) of an executed notebook."""
-    nb = nbformat.read(path, as_version=4)
-    streams, shown = [], []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                streams.append(o["text"])
-                shown.append(o["text"])
-            elif "data" in o:
-                shown.extend(str(o["data"].get(k, "")) for k in ("text/plain", "text/markdown", "text/html"))
-    return "".join(streams), "\n".join(shown)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +81,7 @@ def test_summary_comes_from_this_run_and_says_smoke(run, m):
     rng = m["attention_range_layer2"]
     assert any(f"{rng['min']:.5f} to {rng['max']:.5f}" in line for line in summary)
     assert any("no conclusion" in line for line in summary)  # attention is not interpreted from a smoke model
-    _, shown = _outputs(run.output_notebook)
+    shown = shown_text(run.output_notebook)
     assert all(line in shown for line in summary)  # the summary printed is the one recorded
     # The full-profile figures live in the README, not in a smoke run's output.
     for full_profile_number in ("82.97", "83.11", "83.04", "82.87"):
@@ -103,9 +89,10 @@ def test_summary_comes_from_this_run_and_says_smoke(run, m):
 
 
 def test_outputs_hold_no_progress_spam_iprogress_or_zero_spread(run, m):
-    streams, shown = _outputs(run.output_notebook)
-    progress_lines = [line for line in streams.splitlines() if PROGRESS_LINE.search(line)]
-    assert len(progress_lines) < 50
+    streams = "".join(output_streams(run.output_notebook))
+    shown = shown_text(run.output_notebook)
+    found = progress_lines(streams)
+    assert len(found) < 50
     # One progress display per training run, each closed once: GAT, GCN and MLP, one seed each.
     assert len(CLOSING_LINE.findall(streams)) == sum(row["n"] for row in m["table"].values()) == 3
     assert "IProgress" not in shown

@@ -129,7 +129,7 @@ def keep_determinism():
 
 def test_short_cora_training_clearly_beats_chance(data_mirror, monkeypatch, tmp_path, keep_determinism):
     if data_mirror is None or not (data_mirror / "Cora" / "raw").is_dir():
-        pytest.skip("needs the real Cora raw files in $TGAD_DATA_MIRROR (or ../shared/data)")
+        pytest.skip("needs the real Cora raw files: set TGAD_DATA_MIRROR (CI: ../shared/data)")
     monkeypatch.setenv("TGAD_DATA_MIRROR", str(data_mirror))
     monkeypatch.setenv("TGAD_DATA_DIR", str(tmp_path))
     from tgad_lite.data import load_cora
