@@ -193,3 +193,17 @@ def test_normaliser_refuses_other_feature_counts_and_leaves_input_alone():
 def test_check_series_accepts_lists_and_ints_as_float64():
     out = check_series([[1, 2], [3, 4]])
     assert out.dtype == np.float64 and out.shape == (2, 2)
+
+
+def test_per_entity_thresholds_reach_their_own_entity():
+    # Each entity's threshold is applied to that entity's scores only (alarms: score > threshold).
+    results = {"a": (np.array([0.1, 0.9]), np.array([0, 1])), "b": (np.array([5.0, 6.0]), np.array([1, 0]))}
+
+    def alarm_rate(scores, labels, threshold):
+        return {"alarm_rate": float((scores > threshold).mean())}
+
+    rows = evaluate_entities(results, alarm_rate, thresholds={"a": 0.5, "b": 5.5})
+    assert [r["alarm_rate"] for r in rows] == [0.5, 0.5]
+    assert evaluate_per_entity(results, alarm_rate, thresholds={"a": 0.0, "b": 10.0})["alarm_rate"] == 0.5
+    with pytest.raises(ValueError, match=r"missing \['b'\], unknown \['c'\]"):
+        evaluate_entities(results, alarm_rate, thresholds={"a": 0.5, "c": 1.0})

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 NORMALISER_METHODS = ("minmax", "zscore")
-EvaluateFn = Callable[[np.ndarray, np.ndarray], Mapping[str, Any]]
+# evaluate_fn(scores, labels) -> row, or evaluate_fn(scores, labels, threshold) -> row with per-entity thresholds.
+EvaluateFn = Callable[..., Mapping[str, Any]]
 # Keys this module writes into every row; a metric row that already has one is refused, not overwritten.
 PROTOCOL_KEYS = ("protocol", "entities")
 
@@ -213,8 +214,10 @@ def _check_results(results: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[np
     return out
 
 
-def _call(evaluate_fn: EvaluateFn, scores: np.ndarray, labels: np.ndarray, where: str) -> dict[str, Any]:
-    row = evaluate_fn(scores, labels)
+def _call(
+    evaluate_fn: EvaluateFn, scores: np.ndarray, labels: np.ndarray, where: str, threshold: Any = None
+) -> dict[str, Any]:
+    row = evaluate_fn(scores, labels) if threshold is None else evaluate_fn(scores, labels, threshold)
     if not isinstance(row, Mapping):
         raise TypeError(f"evaluate_fn must return a dict of metrics, got {type(row).__name__} for {where}")
     clash = [k for k in PROTOCOL_KEYS if k in row]
@@ -238,14 +241,39 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
 
 
-def evaluate_entities(results: Mapping[str, tuple[Any, Any]], evaluate_fn: EvaluateFn) -> list[dict[str, Any]]:
+def _check_thresholds(thresholds: Mapping[str, Any] | None, names: list[str]) -> Mapping[str, Any]:
+    if thresholds is None:
+        return {}
+    missing = [n for n in names if n not in thresholds]
+    extra = [n for n in thresholds if n not in names]
+    if missing or extra:
+        raise ValueError(
+            f"thresholds must name exactly the entities of results: missing {missing}, unknown {extra}; "
+            "give one threshold (a number or [T_e] per-step values) per entity"
+        )
+    return thresholds
+
+
+def evaluate_entities(
+    results: Mapping[str, tuple[Any, Any]],
+    evaluate_fn: EvaluateFn,
+    thresholds: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """One metric row per entity: ``{"protocol": "per-entity", "entities": name, **evaluate_fn(...)}``.
 
     ``results`` maps each entity name to ``(scores [T_e], labels [T_e])``; rows come in its order.
+    ``thresholds``: optional ``{entity name: threshold}`` (each entity its own, e.g. POT fitted on
+    that entity's held-out scores); ``evaluate_fn(scores, labels, threshold)`` then gets it.
     """
+    checked = _check_results(results)
+    per_entity = _check_thresholds(thresholds, list(checked))
     return [
-        {"protocol": "per-entity", "entities": name, **_call(evaluate_fn, s, lab, f"entity {name!r}")}
-        for name, (s, lab) in _check_results(results).items()
+        {
+            "protocol": "per-entity",
+            "entities": name,
+            **_call(evaluate_fn, s, lab, f"entity {name!r}", per_entity.get(name)),
+        }
+        for name, (s, lab) in checked.items()
     ]
 
 
@@ -254,11 +282,13 @@ def evaluate_per_entity(
     evaluate_fn: EvaluateFn,
     unit: str = "entities",
     nan_policy: Literal["propagate", "omit"] = "propagate",
+    thresholds: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score every entity on its own and average the rows (each entity weighs the same).
 
     ``results``: ``{entity name: (scores [T_e], labels [T_e])}``; ``evaluate_fn(scores, labels) ->
-    dict``; ``unit`` names the entities in the protocol string (``"channels"``, ``"machines"``).
+    dict``; ``unit`` names the entities in the protocol string (``"channels"``, ``"machines"``);
+    ``thresholds``: optional per-entity thresholds, passed as ``evaluate_fn(scores, labels, threshold)``.
     Returns one row: ``"protocol": "per-entity mean (27 channels)"``, ``"entities": 27``, then
     every numeric metric as the unweighted mean over entities. A non-numeric value (a string,
     a bool, None) is kept when all entities agree and becomes ``"varies"`` otherwise.
@@ -270,7 +300,10 @@ def evaluate_per_entity(
     """
     if nan_policy not in ("propagate", "omit"):
         raise ValueError(f"nan_policy must be 'propagate' or 'omit', got {nan_policy!r}")
-    rows = [{k: v for k, v in r.items() if k not in PROTOCOL_KEYS} for r in evaluate_entities(results, evaluate_fn)]
+    rows = [
+        {k: v for k, v in r.items() if k not in PROTOCOL_KEYS}
+        for r in evaluate_entities(results, evaluate_fn, thresholds)
+    ]
     keys = list(dict.fromkeys(k for r in rows for k in r))  # first-seen order across rows
     averaged: dict[str, Any] = {}
     skipped: dict[str, int] = {}
