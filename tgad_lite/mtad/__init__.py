@@ -1,5 +1,6 @@
-"""MTAD-GAT (Zhao et al. 2020): complete-graph attention layers and the network."""
+"""MTAD-GAT (Zhao et al. 2020): complete-graph attention layers, the network and its estimator."""
 
+from tgad_lite.mtad.estimator import MTADGAT, TrainingDivergedError, sliding_windows
 from tgad_lite.mtad.layers import (
     AGGREGATE_CHOICES,
     GAT_CHOICES,
@@ -13,6 +14,9 @@ __all__ = [
     "AGGREGATE_CHOICES",
     "GAT_CHOICES",
     "MODE_CHOICES",
+    "MTADGAT",
+    "TrainingDivergedError",
+    "sliding_windows",
     "CompleteGraphAttention",
     "FeatureAttention",
     "MTADGATModel",
