@@ -187,18 +187,23 @@ class GATLayerBase(nn.Module):
             raise ValueError("bipartite GATConv (lin_src/lin_dst) is not supported; use in_channels=int")
         if getattr(conv, "edge_dim", None) is not None:
             raise ValueError("GATConv with edge_dim has edge features, which these layers do not model")
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            heads=conv.heads,
-            concat=conv.concat,
-            negative_slope=conv.negative_slope,
-            dropout=conv.dropout,
-            input_dropout=input_dropout,
-            add_self_loops=conv.add_self_loops,
-            bias=conv.bias is not None,
-            residual=conv.res is not None,
-        )
-        state = {k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")}
-        layer.load_state_dict(state)
-        return layer.to(next(conv.parameters()).device)
+        return _copy_pyg(cls, conv, input_dropout, residual=conv.res is not None)
+
+
+def _copy_pyg(cls: type[nn.Module], conv: nn.Module, input_dropout: float, **extra) -> nn.Module:
+    """``cls`` built with ``conv``'s settings (a PyG GATConv or GATv2Conv) plus ``extra``, holding its weights."""
+    layer = cls(
+        conv.in_channels,
+        conv.out_channels,
+        heads=conv.heads,
+        concat=conv.concat,
+        negative_slope=conv.negative_slope,
+        dropout=conv.dropout,
+        input_dropout=input_dropout,
+        add_self_loops=conv.add_self_loops,
+        bias=conv.bias is not None,
+        **extra,
+    )
+    # att_edge exists only with edge features, which from_pyg refuses before getting here.
+    layer.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")})
+    return layer.to(next(conv.parameters()).device)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tgad_lite.gat.base import GATLayerBase, add_self_loops
+from tgad_lite.gat.base import GATLayerBase, _copy_pyg, add_self_loops
 from tgad_lite.gat.sparse import neighbourhood_softmax
 from tgad_lite.gat.sparse_features import SparseFeatures, bernoulli_free_dropout
 
@@ -107,20 +107,7 @@ class GATv2Layer(GATLayerBase):
             raise ValueError("bipartite GATv2Conv is not supported; use in_channels=int")
         if conv.edge_dim is not None or getattr(conv, "res", None) is not None:
             raise ValueError("GATv2Conv with edge_dim or residual is not modelled by GATv2Layer")
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            heads=conv.heads,
-            concat=conv.concat,
-            negative_slope=conv.negative_slope,
-            dropout=conv.dropout,
-            input_dropout=input_dropout,
-            add_self_loops=conv.add_self_loops,
-            bias=conv.bias is not None,
-            share_weights=conv.share_weights,
-        )
-        layer.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.endswith("att_edge")})
-        return layer.to(conv.att.device)
+        return _copy_pyg(cls, conv, input_dropout, share_weights=conv.share_weights)
 
 
 def from_pyg(conv: nn.Module, input_dropout: float = 0.0) -> GATv2Layer:
