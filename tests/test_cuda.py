@@ -227,29 +227,9 @@ def test_a_few_cora_epochs_on_cuda(data_mirror, monkeypatch, tmp_path, keep_dete
     elif not (data_dir and (Path(data_dir) / "Cora" / "raw").is_dir()):
         pytest.skip("needs the real Cora raw files: set TGAD_DATA_MIRROR, or TGAD_DATA_DIR to a folder with Cora/raw")
     torch.set_default_dtype(torch.float32)  # the notebooks' precision
-    from tgad_lite.data import load_cora
-    from tgad_lite.repro import seed_everything
-    from tgad_lite.train import train_node_classifier
+    from _cora import train_cora_briefly
 
-    data = load_cora()[0]
-    seed_everything(0)
-    data = data.to(DEVICE)
-    x = SparseFeatures(data.x)
-    rf = receptive_field(data.edge_index, data.train_mask, 2, data.num_nodes)
-    model = GAT(data.num_features, 7, impl="sparse").to(DEVICE)
-    result = train_node_classifier(
-        model,
-        x,
-        data.edge_index,
-        data.y,
-        data.train_mask,
-        data.val_mask,
-        data.test_mask,
-        max_epochs=60,
-        patience=60,
-        train_graph=rf,
-        progress=False,
-    )
+    data, x, model, result = train_cora_briefly(DEVICE)
     # Chance is 1/7 (14%) and the majority class 32%; 60 epochs reach ~75-80% on the CPU too.
     assert result.test_acc > 0.65
     assert len(result.history.records) == 60 and result.history.best_epoch >= 1
