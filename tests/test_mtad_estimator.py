@@ -193,6 +193,22 @@ def test_same_seed_same_weights_on_cpu_and_the_global_rng_is_untouched():
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model_.parameters(), c.model_.parameters(), strict=True))
 
 
+def test_epochs_zero_is_the_untrained_model_with_its_seeded_initial_weights(fitted):
+    _, _, train, test = fitted
+    untrained = MTADGAT(F, **SMALL).fit(train, epochs=0, seed=3, progress=False)
+    assert untrained.history_.records == [] and untrained.history_.stopped_epoch == 0
+    torch.manual_seed(3)
+    initial = MTADGATModel(F, **SMALL)
+    for (k, a), b in zip(untrained.model_.state_dict().items(), initial.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    trained = MTADGAT(F, **SMALL).fit(train, **{**FIT, "epochs": 1}, seed=3)
+    assert any(not torch.equal(a, b) for a, b in zip(trained.model_.parameters(), initial.parameters(), strict=True))
+    total, per_feature = untrained.score_with_features(test)
+    assert total.shape == (len(test),) and per_feature.shape == (len(test), F) and np.isfinite(per_feature).all()
+    with pytest.raises(ValueError, match="epochs must be"):
+        MTADGAT(F, **SMALL).fit(train, epochs=-1, progress=False)
+
+
 def test_val_fraction_zero_monitors_the_training_loss():
     est = MTADGAT(F, **SMALL)
     history = est.fit(sine(200), val_fraction=0.0, lr_schedule="cosine", **FIT).history_

@@ -213,8 +213,10 @@ class MTADGAT(Detector):
         The last ``val_fraction`` of the steps (by time, not shuffled) are the validation part: its
         windows predict steps in that part, reading up to ``window`` steps before it as context.
         With ``val_fraction=0`` early stopping and the plateau schedule watch the training loss.
-        ``epochs``: at most this many passes; ``patience``: stop after this many epochs without a
-        better validation loss (the best epoch's weights are restored). ``grad_clip``: max norm of
+        ``epochs``: at most this many passes; ``epochs=0`` fits the normaliser only and keeps the seeded
+        initial weights: the untrained model, the baseline that shows what training adds.
+        ``patience``: stop after this many epochs without a better validation loss (the best
+        epoch's weights are restored). ``grad_clip``: max norm of
         the gradient (``None``: no clipping, the norm is still checked). ``seed`` fixes the initial
         weights, the batch order and dropout (the caller's random state is left as it was); on CPU
         the same seed gives the same weights.
@@ -229,7 +231,7 @@ class MTADGAT(Detector):
         validation window; :class:`TrainingDivergedError` as described in the module docstring.
         """
         val_fraction = _check_number("val_fraction", val_fraction, 0.0, 1.0, integer=False, open_high=True)
-        epochs = _check_number("epochs", epochs, 1, math.inf, integer=True)
+        epochs = _check_number("epochs", epochs, 0, math.inf, integer=True)
         batch_size = _check_number("batch_size", batch_size, 1, math.inf, integer=True)
         lr = _check_number("lr", lr, 0.0, math.inf, integer=False)
         if lr <= 0:
@@ -273,21 +275,25 @@ class MTADGAT(Detector):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             model = cls(self.n_features, **self.model_config).to(dev)
-            history, diverged = _train(
-                model,
-                windows,
-                z,
-                train_targets,
-                val_targets,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                patience=patience,
-                grad_clip=grad_clip,
-                lr_schedule=lr_schedule,
-                progress=progress,
-                desc=f"{self.name} fit",
-                generator=torch.Generator().manual_seed(seed),
+            history, diverged = (
+                (History(stopped_epoch=0), None)
+                if epochs == 0
+                else _train(
+                    model,
+                    windows,
+                    z,
+                    train_targets,
+                    val_targets,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    lr=lr,
+                    patience=patience,
+                    grad_clip=grad_clip,
+                    lr_schedule=lr_schedule,
+                    progress=progress,
+                    desc=f"{self.name} fit",
+                    generator=torch.Generator().manual_seed(seed),
+                )
             )
         model.eval()
         self.model_, self.normaliser_, self.history_, self.device_ = model, normaliser, history, dev
