@@ -20,6 +20,7 @@ from tgad_lite.mtad import (
     gaussian_nll,
     reconstruction_probability,
 )
+from tgad_lite.mtad.model import LOGVAR_RANGE
 
 B, W, NF = 5, 12, 4
 SMALL = dict(window=W, kernel_size=3, gru_hidden=8, forecast_hidden=8, recon_hidden=8, latent_dim=3)
@@ -191,11 +192,18 @@ def test_decoder_gets_each_samples_latent_at_every_step(float64):
     torch.manual_seed(0)
     model = small_model("reconstruction").eval()
     seen = {}
-    model.decoder.register_forward_pre_hook(lambda mod, args: seen.update(input=args[0]))  # returns None
+    feed = model.decoder.forward_repeated
+    model.decoder.forward_repeated = lambda z, steps: seen.update(z=z, steps=steps) or feed(z, steps)
     out = model(torch.randn(B, W, NF))
-    steps = seen["input"]  # [B, W, L]
-    assert steps.shape == (B, W, 3)
-    assert torch.equal(steps, out["z"][:, None, :].expand(-1, W, -1))  # the port's view would scramble it
+    assert seen["steps"] == W and torch.equal(seen["z"], out["z"])
+    # What the decoder computes is a plain GRU fed [B, W, L] = each sample's z at every step (the port's
+    # repeat_interleave(...).view(...) would scramble this), then the output layer.
+    reference = torch.nn.GRU(3, model.decoder.hidden_size, batch_first=True).double()
+    reference.load_state_dict(model.decoder.state_dict())
+    steps, _ = reference(out["z"][:, None, :].expand(-1, W, -1))
+    mu, logvar = model.decoder_out(steps).chunk(2, dim=-1)
+    torch.testing.assert_close(out["recon_mu"], mu, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out["recon_logvar"], logvar.clamp(*LOGVAR_RANGE), atol=1e-12, rtol=0)
 
 
 def sine_windows(n_windows: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,3 +372,25 @@ def test_forward_backward_score_on_cuda(gat):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     s = model.eval().score(x, y, samples=2)
     assert s.device.type == "cuda" and s.shape == (16, NF) and torch.isfinite(s).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("samples", [0, 3])
+def test_score_consecutive_encodes_each_window_once_and_equals_score(mode, samples, float64):
+    torch.manual_seed(0)
+    model = small_model(mode).eval()
+    series = torch.randn(W + 9, NF)
+    windows = series.unfold(0, W, 1).transpose(1, 2)  # [10, W, F], consecutive
+    calls = []
+    encode = model.encode
+    model.encode = lambda x: calls.append(x.shape[0]) or encode(x)
+    torch.manual_seed(1)
+    fast = model.score_consecutive(windows, gamma=0.5, samples=samples)
+    assert calls == [10]  # one pass over the 10 windows, not 9 + 9
+    torch.manual_seed(1)
+    slow = model.score(windows[:-1].contiguous(), windows[1:, -1], gamma=0.5, samples=samples)
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="windows are not consecutive"):
+        model.score_consecutive(windows.flip(0))
+    with pytest.raises(ValueError, match="at least 2 consecutive windows"):
+        model.score_consecutive(windows[:1])

@@ -333,7 +333,8 @@ class MTADGAT(Detector):
             with torch.no_grad():
                 for start in range(0, n, batch_size):
                     stop = min(start + batch_size, n)
-                    s = model.score(windows[start:stop].contiguous(), z[w + start : w + stop], gamma=gamma)
+                    # windows[k] predicts step w + k; windows[k + 1], ending at that step, reconstructs it.
+                    s = model.score_consecutive(windows[start : stop + 1].contiguous(), gamma=gamma)
                     out[w + start : w + stop] = s.double().cpu().numpy()
         finally:
             model.train(was_training)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tgad_lite.mtad.gru import GRU
 from tgad_lite.mtad.layers import GAT_CHOICES, FeatureAttention, TimeAttention, _positive_int
 
 MODE_CHOICES = ("forecasting", "reconstruction", "both")
@@ -130,7 +131,7 @@ class MTADGATModel(nn.Module):
         )
         self.feature_attention = FeatureAttention(n_features, window, **graph)
         self.time_attention = TimeAttention(n_features, window, **graph)
-        self.gru = nn.GRU(
+        self.gru = GRU(
             3 * n_features, gru_hidden, gru_layers, batch_first=True, dropout=dropout if gru_layers > 1 else 0.0
         )
 
@@ -145,11 +146,11 @@ class MTADGATModel(nn.Module):
             self.forecaster = nn.Sequential(*layers)
 
         self.encoder: nn.Linear | None = None
-        self.decoder: nn.GRU | None = None
+        self.decoder: GRU | None = None
         self.decoder_out: nn.Linear | None = None
         if mode in ("reconstruction", "both"):
             self.encoder = nn.Linear(gru_hidden, 2 * latent_dim)  # -> (mu, logvar)
-            self.decoder = nn.GRU(latent_dim, recon_hidden, batch_first=True)
+            self.decoder = GRU(latent_dim, recon_hidden, batch_first=True)
             self.decoder_out = nn.Linear(recon_hidden, 2 * n_features)  # -> per-step (mu_x, logvar_x)
 
     # ------------------------------------------------------------------ validation
@@ -207,8 +208,9 @@ class MTADGATModel(nn.Module):
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z [B, L]`` -> ``(mu_x, logvar_x)`` each ``[B, W, F]``; ``z`` is fed unchanged at every step."""
-        steps = z.unsqueeze(1).expand(-1, self.window, -1)  # [B, W, L]: a view, sample b sees only its z
-        out, _ = self.decoder(steps)
+        # Sample b's own z at each of the W steps (as feeding z.unsqueeze(1).expand(-1, W, -1)); the
+        # GRU computes the input projection of z once instead of W times (see tgad_lite.mtad.gru).
+        out, _ = self.decoder.forward_repeated(z, self.window)
         mu, logvar = self.decoder_out(out).chunk(2, dim=-1)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
@@ -271,17 +273,51 @@ class MTADGATModel(nn.Module):
         """
         self.check_window(x)
         self.check_next(x, y_next)
+        self._check_score_args(gamma, samples)
+        h_forecast = self.encode(x)["h"] if self.forecaster is not None else None
+        h_recon = None
+        if self.encoder is not None:
+            shifted = torch.cat([x[:, 1:], y_next.unsqueeze(1)], dim=1)  # window ending at y_next
+            h_recon = self.encode(shifted)["h"]
+        return self._score(h_forecast, h_recon, y_next, gamma, samples)
+
+    @torch.no_grad()
+    def score_consecutive(self, windows: Tensor, gamma: float = 1.0, samples: int = 0) -> Tensor:
+        """:meth:`score` for consecutive windows of one series, each encoded once: ``[B + 1, W, F]`` -> ``[B, F]``.
+
+        ``windows[i + 1]`` must be ``windows[i]`` shifted by one step (``windows[i + 1][:-1] ==
+        windows[i][1:]``), as sliding windows are. Row ``i`` of the result scores the step after
+        ``windows[i]``, ``y = windows[i + 1][-1]``, and equals ``score(windows[:-1], windows[1:, -1])[i]``:
+        the window that forecasts step ``i + 1`` is the one that, shifted, reconstructs it, so
+        :meth:`score` would encode every window twice (once as ``x``, once as the shifted window).
+        """
+        self.check_window(windows, "windows")
+        if windows.shape[0] < 2:
+            raise ValueError(f"windows must hold at least 2 consecutive windows, got {windows.shape[0]}")
+        if not torch.equal(windows[1:, :-1], windows[:-1, 1:]):
+            raise ValueError(
+                "windows are not consecutive (windows[i + 1] must be windows[i] shifted by one step); "
+                "use score(x, y_next) for windows that are not sliding windows of one series"
+            )
+        self._check_score_args(gamma, samples)
+        h = self.encode(windows)["h"]  # [B + 1, H]
+        return self._score(h[:-1], h[1:], windows[1:, -1], gamma, samples)
+
+    @staticmethod
+    def _check_score_args(gamma: float, samples: int) -> None:
         if not isinstance(gamma, int | float) or isinstance(gamma, bool) or not gamma >= 0 or math.isinf(gamma):
             raise ValueError(f"gamma must be a finite number >= 0 (paper 1.0), got {gamma!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
             raise ValueError(f"samples must be an int >= 0 (0: decode the latent mean), got {samples!r}")
+
+    def _score(self, h_forecast: Tensor | None, h_recon: Tensor | None, y_next: Tensor, gamma: float, samples: int):
+        """The score from the encodings of the forecasting window and of the shifted window, ``[B, H]`` each."""
         err = None
         if self.forecaster is not None:
-            err = (y_next - self.forecaster(self.encode(x)["h"])) ** 2
+            err = (y_next - self.forecaster(h_forecast)) ** 2
             if self.mode == "forecasting":
                 return err
-        shifted = torch.cat([x[:, 1:], y_next.unsqueeze(1)], dim=1)  # window ending at y_next
-        z_mu, z_logvar = self.encoder(self.encode(shifted)["h"]).chunk(2, dim=-1)
+        z_mu, z_logvar = self.encoder(h_recon).chunk(2, dim=-1)
         if samples == 0:
             mu, logvar = self.decode(z_mu)
             p = reconstruction_probability(y_next, mu[:, -1], logvar[:, -1])
