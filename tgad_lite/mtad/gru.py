@@ -46,9 +46,12 @@ class _GRULayer(torch.autograd.Function):
         hs = h0.new_empty(steps + 1, batch, hidden)
         hs[0] = h0
         if keep:
+            # What the backward needs, the local derivatives, computed per step while the step's
+            # [B, H] values are still in cache (passes over whole [W, B, H] tensors were slower).
             rz_all = h0.new_empty(steps, batch, 2 * hidden)
-            n_all = h0.new_empty(steps, batch, hidden)
-            ghn_all = h0.new_empty(steps, batch, hidden)
+            d_n = h0.new_empty(steps, batch, hidden)  # dh_t/dn_t * tanh' = (1 - z) (1 - n^2)
+            d_r = h0.new_empty(steps, batch, hidden)  # d(r * gh_n)/dr * sigmoid' = gh_n r (1 - r)
+            d_z = h0.new_empty(steps, batch, hidden)  # dh_t/dz_t * sigmoid' = (h_{t-1} - n) z (1 - z)
         w_t = w_hh.t()
         for t in range(steps):
             g = gi if constant else gi[t]
@@ -56,17 +59,15 @@ class _GRULayer(torch.autograd.Function):
             gh = torch.addmm(b_hh, h, w_t)  # [B, 3H]
             rz = torch.add(g[:, : 2 * hidden], gh[:, : 2 * hidden], out=rz_all[t] if keep else None).sigmoid_()
             r, z = rz[:, :hidden], rz[:, hidden:]
-            n = torch.addcmul(g[:, 2 * hidden :], r, gh[:, 2 * hidden :], out=n_all[t] if keep else None).tanh_()
-            torch.addcmul(n, z, h - n, out=hs[t + 1])  # (1 - z) * n + z * h_{t-1}
+            n = torch.addcmul(g[:, 2 * hidden :], r, gh[:, 2 * hidden :]).tanh_()
+            h_minus_n = h - n
+            torch.addcmul(n, z, h_minus_n, out=hs[t + 1])  # (1 - z) * n + z * h_{t-1}
             if keep:
-                ghn_all[t] = gh[:, 2 * hidden :]
+                one_minus_z = 1 - z
+                torch.mul(n, n, out=d_n[t]).neg_().add_(1).mul_(one_minus_z)
+                torch.mul(h_minus_n, z, out=d_z[t]).mul_(one_minus_z)
+                torch.mul(gh[:, 2 * hidden :], r, out=d_r[t]).mul_(1 - r)
         if keep:
-            # The local derivatives, for all steps at once (a few large operations instead of many
-            # small ones inside the backward loop):
-            r, z = rz_all[..., :hidden], rz_all[..., hidden:]
-            d_n = (1 - z) * (1 - n_all * n_all)  # dh_t/dn_t * tanh'
-            d_r = ghn_all.mul_(r * (1 - r))  # d(r * gh_n)/dr * sigmoid'; ghn_all is not needed after this
-            d_z = (hs[:-1] - n_all).mul_(z * (1 - z))  # dh_t/dz_t * sigmoid'
             ctx.save_for_backward(w_hh, d_n, d_r, d_z, rz_all, hs)
         ctx.constant = constant
         return hs[1:]
