@@ -6,7 +6,7 @@ PROFILE ?= smoke
 STAMP   := $(VENV)/.tgad-installed
 KERNEL  := tgad-lite
 
-.PHONY: install run test lint lab bench clean
+.PHONY: install run test lint lab bench bench-mtad clean
 
 # Re-installs when the dependency list changes; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -34,6 +34,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/gat_layers.py $(ARGS)
+
+bench-mtad: $(STAMP)
+	$(PY) benchmarks/mtad_gat.py $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -27,14 +27,16 @@ from __future__ import annotations
 import numbers
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import NearestNeighbors
 
 from tgad_lite.anomaly.protocol import Normaliser, check_series, fit_normaliser
+
+if TYPE_CHECKING:  # scikit-learn is imported where a detector is fitted: importing the package stays fast
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import NearestNeighbors
 
 __all__ = [
     "Detector",
@@ -205,6 +207,8 @@ class PCADetector(Detector):
         z = normaliser.transform(x) if normaliser is not None else x
         pca = None
         if np.ptp(z, axis=0).max() > 0:
+            from sklearn.decomposition import PCA
+
             pca = PCA(n_components=self.n_components, svd_solver="full").fit(z)
             if pca.n_components_ >= f:
                 warnings.warn(
@@ -274,6 +278,8 @@ class KNNDetector(Detector):
             rng = np.random.default_rng(self.seed)
             keep = np.sort(rng.choice(n_windows, size=self.max_train_windows, replace=False))
         flat = windows[keep].reshape(len(keep), -1)
+        from sklearn.neighbors import NearestNeighbors
+
         self.index_ = NearestNeighbors(n_neighbors=self.k).fit(flat)
         self.normaliser_, self.index_size_ = normaliser, len(keep)
         self.n_features_ = int(x.shape[1])
@@ -313,6 +319,8 @@ class IsolationForestDetector(Detector):
     def fit(self, train: Any) -> Self:
         x = self._check_train(train)
         max_samples = self.max_samples if self.max_samples == "auto" else min(self.max_samples, x.shape[0])
+        from sklearn.ensemble import IsolationForest
+
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=max_samples, random_state=self.seed, n_jobs=1
         ).fit(x)
