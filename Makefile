@@ -6,7 +6,7 @@ PROFILE ?= smoke
 STAMP   := $(VENV)/.tgad-installed
 KERNEL  := tgad-lite
 
-.PHONY: install run test lint lab bench bench-mtad clean
+.PHONY: install run test lint lab bench bench-mtad bench-temporal clean
 
 # Re-installs when the dependency list changes; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 bench-mtad: $(STAMP)
 	$(PY) benchmarks/mtad_gat.py $(ARGS)
+
+bench-temporal: $(STAMP)
+	$(PY) benchmarks/temporal_gat.py $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

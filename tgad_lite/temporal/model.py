@@ -1,0 +1,352 @@
+"""Temporal GAT: per-service risk from windows of service telemetry on a dependency graph.
+
+One batch of windows ``x [B, S, N, F]`` (B windows, S steps, N services, F metrics) on one service
+graph ``edge_index [2, E]`` goes through:
+
+1. **Inputs with their mask.** ``mask [B, S, N, F]`` (True = observed) is recorded first, unobserved
+   values (NaN allowed there) are replaced by 0, and the mask joins the values as ``F`` extra input
+   channels (``2F`` per node): a missing metric never looks like a metric that read 0. A service with
+   no observed metric at a step is still a node (its input is all zeros, its mask channels say so).
+   Without a mask every value must be finite and the mask channels are all ones.
+2. **Input projection** ``2F -> D`` (``D = hidden``), one linear map per node and step.
+3. **Graph encoder**: ``num_layers`` (default 2) GATv2 layers (``torch_geometric.nn.GATv2Conv``,
+   ``heads`` heads of ``D / heads`` features, concatenated), each as
+   ``h <- LayerNorm(h + Dropout(ELU(GATv2(h))))``. All ``B x S`` snapshots go through each layer in
+   ONE call, as one disjoint-union graph of ``B * S * N`` nodes.
+4. **Recurrent layer** (``recurrent="lstm"`` or ``"gru"``, hidden ``D``) over the ``S`` steps, every
+   service of every window in ONE call: a ``[B * N, S, D]`` batch.
+5. **Risk head** on the last step's state: ``Linear(D, D) -> ELU -> Dropout -> Linear(D, 1)`` gives
+   ``logits [B, N]``; ``risk = sigmoid(logits)``, the probability that each service is in an incident
+   at the LAST step of its window. Train on ``logits`` (``binary_cross_entropy_with_logits``).
+
+Node-first layout. The union graph numbers node ``n`` of window ``b`` at step ``s`` as
+``(b * N + n) * S + s``, so the encoder's output ``[B * N * S, D]`` *is* the recurrent layer's
+``[B * N, S, D]`` input (a view, no copy); only the ``2F``-wide input is permuted, once. The union
+graph's ``edge_index`` is built once per (graph, B, S, N) and cached (see :meth:`TemporalGAT.union_edges`).
+
+Message direction. ``GATv2Conv`` sends messages from ``edge_index[0]`` to ``edge_index[1]``. In a
+:class:`~tgad_lite.data.microservices.ServiceGraph` row 0 is the caller and row 1 the callee, while
+incidents propagate the other way (a sick callee makes its callers slow). ``direction="both"``
+(default) therefore passes messages along the given edges AND their reverses; ``"forward"`` uses
+the given edges only, ``"reverse"`` only their reverses.
+
+Nothing depends on the topology: a model trained on some graphs runs on any other (any N, any E).
+Mixed precision: no dtype is hard-coded, so the forward pass runs under ``torch.autocast``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+RECURRENT_CHOICES = ("lstm", "gru")
+DIRECTION_CHOICES = ("both", "forward", "reverse")
+_CACHE_SIZE = 4  # union graphs kept: train batches, the last partial batch, validation, another topology
+
+
+class TemporalGATOutput(NamedTuple):
+    """What :meth:`TemporalGAT.forward` returns.
+
+    Attributes:
+        risk: ``[B, N]`` probability that each service is in an incident at the window's last step.
+        logits: ``[B, N]`` the same before the sigmoid (for ``binary_cross_entropy_with_logits``).
+        attention: ``[B, S, E', H]`` attention of the LAST graph layer (``None`` unless
+            ``return_attention=True``): ``attention[b, s, k, h]`` is head ``h``'s weight of message
+            edge ``k`` in window ``b`` at step ``s``; over the edges into one node it sums to 1. In
+            train mode it is what ``GATv2Conv`` returns, after attention dropout (zeros and ``1/(1-p)``
+            scaling): read attention from a model in ``eval()`` mode.
+        attention_edge_index: ``[2, E']`` the message edges ``(source, target)`` that ``k`` indexes,
+            in service ids: the given edges (self loops dropped), then (``direction="both"``) their
+            reverses, then one self loop per service ``0..N-1``. See :meth:`TemporalGAT.message_edges`.
+        layer_attention: one ``[B, S, E', H]`` tensor per graph layer, first to last
+            (``layer_attention[-1] is attention``).
+    """
+
+    risk: Tensor
+    logits: Tensor
+    attention: Tensor | None = None
+    attention_edge_index: Tensor | None = None
+    layer_attention: tuple[Tensor, ...] | None = None
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class TemporalGAT(nn.Module):
+    """GATv2 encoder per snapshot, recurrent layer per service, risk per service (module docstring).
+
+    Args:
+        num_features: ``F``, metrics per service and step.
+        hidden: ``D``, width of every node state (input projection, graph layers, recurrent layer);
+            a multiple of ``heads``.
+        heads: ``H``, attention heads per graph layer, each ``D / H`` wide, concatenated.
+        num_layers: graph layers (the issue's encoder: 2).
+        dropout: on each graph layer's output before the residual sum, on the attention
+            coefficients, and inside the risk head; in ``[0, 1)``.
+        recurrent: ``"lstm"`` or ``"gru"``.
+        direction: which way messages flow along ``edge_index``: ``"both"`` (default), ``"forward"``
+            (row 0 -> row 1, caller -> callee in a ``ServiceGraph``) or ``"reverse"``.
+        negative_slope: LeakyReLU slope inside GATv2's score.
+
+    ``forward(x [B, S, N, F], edge_index [2, E], mask=None, return_attention=False)`` ->
+    :class:`TemporalGATOutput`.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        hidden: int = 32,
+        heads: int = 4,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        recurrent: str = "lstm",
+        direction: str = "both",
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        from torch_geometric.nn import GATv2Conv
+
+        self.num_features = _positive_int("num_features", num_features)
+        self.hidden = _positive_int("hidden", hidden)
+        self.heads = _positive_int("heads", heads)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"hidden ({hidden}) must be a multiple of heads ({heads}): each head gets hidden / heads "
+                f"features; e.g. hidden={self.heads * max(1, round(self.hidden / self.heads))}"
+            )
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r} (0 turns it off)")
+        if recurrent not in RECURRENT_CHOICES:
+            raise ValueError(f"recurrent must be one of {'|'.join(RECURRENT_CHOICES)}, got {recurrent!r}")
+        if direction not in DIRECTION_CHOICES:
+            raise ValueError(f"direction must be one of {'|'.join(DIRECTION_CHOICES)}, got {direction!r}")
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) or negative_slope < 0:
+            raise ValueError(f"negative_slope must be a number >= 0 (GATv2: 0.2), got {negative_slope!r}")
+        self.dropout_p, self.recurrent, self.direction = float(dropout), recurrent, direction
+        self.negative_slope = float(negative_slope)
+
+        d = self.hidden
+        # Values and mask channels side by side: 2F inputs per node and step.
+        self.input_proj = nn.Linear(2 * self.num_features, d)
+        # add_self_loops=False: the self loops are added once per graph in message_edges (and so
+        # appear, in a documented place, in the returned attention), not again per call.
+        self.convs = nn.ModuleList(
+            GATv2Conv(
+                d, d // self.heads, heads=self.heads, concat=True, dropout=dropout, add_self_loops=False,
+                negative_slope=negative_slope,
+            )
+            for _ in range(self.num_layers)
+        )  # fmt: skip
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(self.num_layers))
+        self.dropout = nn.Dropout(dropout)
+        rnn = nn.LSTM if recurrent == "lstm" else nn.GRU
+        self.rnn = rnn(d, d, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Dropout(dropout), nn.Linear(d, 1))
+        # (edge_index, its version, B, S, N) -> union edge_index; not state: rebuilt after loading.
+        self._union_cache: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+
+    @property
+    def config(self) -> dict:
+        """The constructor's arguments: ``TemporalGAT(**model.config)`` builds the same architecture
+        (for checkpoints: save it beside the state dict)."""
+        return {
+            "num_features": self.num_features,
+            "hidden": self.hidden,
+            "heads": self.heads,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout_p,
+            "recurrent": self.recurrent,
+            "direction": self.direction,
+            "negative_slope": self.negative_slope,
+        }
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, direction={self.direction!r}"
+
+    # -- graphs ------------------------------------------------------------------------------
+    def message_edges(self, edge_index: Tensor, num_nodes: int) -> Tensor:
+        """The edges messages flow along in one snapshot, self loops included: ``[2, E']``.
+
+        Order: the given edges minus any self loops, in their given order (``direction`` ``"both"``
+        or ``"forward"``); then the same edges reversed (``"both"`` or ``"reverse"``); then one self
+        loop per node ``0..num_nodes-1``, as PyG's ``add_self_loops`` appends them. So
+        ``E' = 2E + N`` for ``"both"`` on a graph without self loops, ``E + N`` otherwise. This is the
+        order of the attention's edge axis. A pair listed twice gets two messages (GATConv does the same).
+        """
+        ei = _check_edge_index(edge_index, num_nodes)
+        ei = ei[:, ei[0] != ei[1]]
+        parts = []
+        if self.direction in ("both", "forward"):
+            parts.append(ei)
+        if self.direction in ("both", "reverse"):
+            parts.append(ei.flip(0))
+        parts.append(torch.arange(num_nodes, device=ei.device).expand(2, num_nodes))
+        return torch.cat(parts, dim=1)
+
+    def union_edges(self, edge_index: Tensor, batch: int, steps: int, num_nodes: int) -> tuple[Tensor, Tensor]:
+        """``(message_edges [2, E'], union edge_index [2, B * S * E'])`` for ``B x S`` snapshots.
+
+        Node ``n`` of window ``b`` at step ``s`` is ``(b * N + n) * S + s`` (node-first layout); the
+        union's edges are ordered window, step, edge, so the attention ``[B * S * E', H]`` reshapes to
+        ``[B, S, E', H]`` directly. Cached per ``edge_index`` tensor (its identity and version
+        counter, so an in-place edit is noticed) and shape: validation and offsets run once per
+        graph and batch shape, not once per call.
+        """
+        try:
+            version = edge_index._version
+        except (AttributeError, RuntimeError):  # inference tensors have no version counter: no caching
+            version = None
+        key = (id(edge_index), version, batch, steps, num_nodes)
+        hit = self._union_cache.get(key) if version is not None else None
+        if hit is not None and hit[0] is edge_index:
+            return hit[1], hit[2]
+        msg = self.message_edges(edge_index, num_nodes)
+        # [B, S] offsets of node 0 of each snapshot; a service n sits S rows after service n-1.
+        b = torch.arange(batch, device=msg.device) * (num_nodes * steps)
+        s = torch.arange(steps, device=msg.device)
+        offsets = (b[:, None] + s[None, :]).reshape(1, batch * steps, 1)
+        union = (msg.unsqueeze(1) * steps + offsets).reshape(2, -1)
+        if version is not None:
+            if len(self._union_cache) >= _CACHE_SIZE:
+                self._union_cache.pop(next(iter(self._union_cache)))
+            # Holding edge_index keeps its id from being reused by another tensor while cached.
+            self._union_cache[key] = (edge_index, msg, union)
+        return msg, union
+
+    # -- forward -----------------------------------------------------------------------------
+    def inputs(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """``x [..., F]`` and ``mask [..., F]`` (or None) -> ``[..., 2F]`` (values with 0 where
+        unobserved, then the mask as 0/1), after checking that every observed value is finite."""
+        if mask is None:
+            bad = ~torch.isfinite(x)
+            if bad.any():
+                raise ValueError(
+                    f"x has {int(torch.isnan(x).sum())} NaN and {int(torch.isinf(x).sum())} infinite values "
+                    "and no mask was given; pass mask=torch.isfinite(x) (True = observed) so missing "
+                    "values are marked as missing rather than guessed"
+                )
+            return torch.cat([x, torch.ones_like(x)], dim=-1)
+        bad = mask & ~torch.isfinite(x)
+        if bad.any():
+            first = [int(i) for i in bad.nonzero()[0]]
+            raise ValueError(
+                f"x has {int(bad.sum())} NaN or infinite values where mask says observed (first at index "
+                f"{first}); set mask False there (missing) or replace them with real readings"
+            )
+        # where, not multiplication: 0 * NaN is NaN, and where's gradient is 0 at unobserved entries.
+        return torch.cat([torch.where(mask, x, 0.0), mask.to(x.dtype)], dim=-1)
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, mask: Tensor | None = None, return_attention: bool = False
+    ) -> TemporalGATOutput:
+        """Risk per service at the last step of each window.
+
+        Args:
+            x: ``[B, S, N, F]`` float; NaN allowed only where ``mask`` is False.
+            edge_index: ``[2, E]`` integer service ids in ``0..N-1`` on ``x``'s device; any graph.
+            mask: ``[B, S, N, F]`` bool, True = observed; None: everything observed.
+            return_attention: also return the attention (see :class:`TemporalGATOutput`).
+
+        Returns:
+            :class:`TemporalGATOutput` with ``risk``, ``logits`` ``[B, N]`` and, on request,
+            ``attention [B, S, E', H]`` (last layer), ``attention_edge_index [2, E']``, ``layer_attention``.
+        """
+        self._check_x(x, mask)
+        if isinstance(edge_index, Tensor) and edge_index.device != x.device:
+            raise ValueError(
+                f"x is on {x.device} but edge_index on {edge_index.device}; move both to one device, "
+                "e.g. edge_index.to(x.device)"
+            )
+        bsz, steps, n, f = x.shape
+        msg, union = self.union_edges(edge_index, bsz, steps, n)
+        inp = self.inputs(x, mask)  # [B, S, N, 2F]
+        # Node-first: [B, N, S, 2F] rows, so the encoder's output is already [B * N, S, D].
+        h = self.input_proj(inp.permute(0, 2, 1, 3).reshape(bsz * n * steps, 2 * f))
+        alphas = []
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            if return_attention:
+                out, (_, alpha) = conv(h, union, return_attention_weights=True)
+                alphas.append(alpha.reshape(bsz, steps, msg.size(1), self.heads))
+            else:
+                out = conv(h, union)
+            h = norm(h + self.dropout(F.elu(out)))
+        h = h.view(bsz * n, steps, self.hidden)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast sends the LSTM to oneDNN in bfloat16, which fails outright ("could not
+            # create a primitive descriptor") on CPUs without bf16 instructions: run it in float32.
+            with torch.autocast("cpu", enabled=False):
+                seq, _ = self.rnn(h.float())
+        else:
+            seq, _ = self.rnn(h)
+        logits = self.head(seq[:, -1]).view(bsz, n)
+        if not return_attention:
+            return TemporalGATOutput(torch.sigmoid(logits), logits)
+        return TemporalGATOutput(torch.sigmoid(logits), logits, alphas[-1], msg, tuple(alphas))
+
+    def _check_x(self, x: Tensor, mask: Tensor | None) -> None:
+        """Shapes, dtype and device of ``x`` and ``mask``, each refused with what to do instead."""
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"x must be [B, S, N, F] (windows, steps, services, metrics), got {shape}; "
+                "a single window is x.unsqueeze(0)"
+            )
+        if min(x.shape) < 1:
+            raise ValueError(f"x must have at least one window, step, service and metric, got shape {tuple(x.shape)}")
+        if x.size(-1) != self.num_features:
+            raise ValueError(
+                f"x has {x.size(-1)} metrics per service (last dim) but the model was built with "
+                f"num_features={self.num_features}; pass the same metrics in the same order, or build a new model"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor, got {x.dtype}; use x.float()")
+        weight = self.input_proj.weight
+        if x.device != weight.device:
+            raise ValueError(
+                f"x is on {x.device} but the model on {weight.device}; move one, e.g. x.to({str(weight.device)!r})"
+            )
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"x is {x.dtype} but the model's weights are {weight.dtype}; convert one "
+                f"(x.to({weight.dtype}) or model.to({x.dtype})) or run under torch.autocast"
+            )
+        if mask is None:
+            return
+        if not isinstance(mask, Tensor) or mask.shape != x.shape:
+            shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"mask must have x's shape {tuple(x.shape)} (one flag per value), got {shape}")
+        if mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be bool (True = observed), got {mask.dtype}; e.g. mask.bool() or torch.isfinite(x)"
+            )
+        if mask.device != x.device:
+            raise ValueError(f"mask is on {mask.device} but x on {x.device}; use mask.to(x.device)")
+
+
+def _check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """``edge_index`` as ``[2, E]`` long ids in ``0..num_nodes-1``, or a ValueError saying what to fix."""
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index).__name__
+        raise ValueError(
+            f"edge_index must be a [2, E] tensor (row 0 sources, row 1 targets), got {shape}; "
+            "transpose an [E, 2] edge list with .t(), or use torch.as_tensor(graph.edge_index)"
+        )
+    if edge_index.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"edge_index must hold integer service ids, got {edge_index.dtype}; use .long()")
+    if edge_index.numel():
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(
+                f"edge_index refers to service {lo if lo < 0 else hi}, but x has N={num_nodes} services "
+                f"(x.shape[2]; valid ids 0..{num_nodes - 1}); pass the graph the telemetry was recorded on"
+            )
+    return edge_index.long()
