@@ -20,7 +20,8 @@ from tgad_lite.mtad.model import MTADGATModel
 from tgad_lite.train.checkpoint import CheckpointError, CheckpointMismatchError, save_checkpoint
 
 SMALL = dict(window=16, gru_hidden=16, forecast_hidden=16, recon_hidden=16, latent_dim=8, dropout=0.1)
-FIT = dict(epochs=2, batch_size=64, lr=5e-3, progress=False)
+# device="cpu": these tests compare weights and scores exactly, and "auto" would train on a GPU where one exists.
+FIT = dict(epochs=2, batch_size=64, lr=5e-3, progress=False, device="cpu")
 F = 3
 ANOMALY = slice(300, 340)  # test steps where feature 1 is shifted
 
@@ -49,7 +50,7 @@ def fitted(one_thread):
     test = sine(500, offset=800, seed=1)
     test[ANOMALY, 1] += 2.0  # feature 1's whole training range
     est = MTADGAT(F, **SMALL)
-    assert est.fit(train, epochs=6, batch_size=64, lr=5e-3, progress=False, seed=0) is est  # fit -> self
+    assert est.fit(train, epochs=6, batch_size=64, lr=5e-3, progress=False, seed=0, device="cpu") is est  # fit -> self
     return est, est.history_, train, test
 
 
@@ -195,7 +196,7 @@ def test_same_seed_same_weights_on_cpu_and_the_global_rng_is_untouched():
 
 def test_epochs_zero_is_the_untrained_model_with_its_seeded_initial_weights(fitted):
     _, _, train, test = fitted
-    untrained = MTADGAT(F, **SMALL).fit(train, epochs=0, seed=3, progress=False)
+    untrained = MTADGAT(F, **SMALL).fit(train, epochs=0, seed=3, progress=False, device="cpu")
     assert untrained.history_.records == [] and untrained.history_.stopped_epoch == 0
     torch.manual_seed(3)
     initial = MTADGATModel(F, **SMALL)
@@ -234,7 +235,7 @@ def test_early_stopping_restores_the_best_epochs_weights(monkeypatch):
 
     _swap_model(monkeypatch, ScriptedValidation)
     est = MTADGAT(F, **SMALL)
-    fit = dict(epochs=6, patience=2, batch_size=256, lr=1e-2, lr_schedule="none", progress=False)
+    fit = dict(epochs=6, patience=2, batch_size=256, lr=1e-2, lr_schedule="none", progress=False, device="cpu")
     history = est.fit(sine(300), **fit).history_
     assert history.best_epoch == 2 and history.stopped_epoch == 4 and len(snapshots) == 4
     for k, v in est.model_.state_dict().items():

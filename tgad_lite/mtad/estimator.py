@@ -43,12 +43,10 @@ throwing away the training done so far helps no one (the error says so; refit to
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import numbers
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -60,9 +58,9 @@ from torch import nn
 from tgad_lite.anomaly.baselines import Detector
 from tgad_lite.anomaly.protocol import Normaliser, fit_normaliser
 from tgad_lite.device import resolve_device
-from tgad_lite.progress import Progress
 from tgad_lite.train.checkpoint import CheckpointError, CheckpointMismatchError, load_checkpoint, save_checkpoint
-from tgad_lite.train.loop import History
+from tgad_lite.train.gradients import clip_gradients
+from tgad_lite.train.loop import History, fit
 
 __all__ = ["MTADGAT", "TrainingDivergedError", "sliding_windows"]
 
@@ -215,8 +213,8 @@ class MTADGAT(Detector):
         With ``val_fraction=0`` early stopping and the plateau schedule watch the training loss.
         ``epochs``: at most this many passes; ``epochs=0`` fits the normaliser only and keeps the seeded
         initial weights: the untrained model, the baseline that shows what training adds.
-        ``patience``: stop after this many epochs without a better validation loss (the best
-        epoch's weights are restored). ``grad_clip``: max norm of
+        ``patience``: stop after this many epochs without a validation loss at least as good as the
+        best so far (the first best epoch's weights are restored). ``grad_clip``: max norm of
         the gradient (``None``: no clipping, the norm is still checked). ``seed`` fixes the initial
         weights, the batch order and dropout (the caller's random state is left as it was); on CPU
         the same seed gives the same weights.
@@ -446,8 +444,17 @@ def _peek_config(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------- training loop
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+class _Diverged(Exception):
+    """Raised inside ``fit``'s train step or evaluation; ``_train`` turns it into :class:`TrainingDivergedError`
+    once ``fit`` has attached the history (whose best epoch the message names)."""
+
+    def __init__(
+        self, epoch: int, step: int, cause: str, terms: Mapping[str, float], norm: float | None, where: str, event=None
+    ) -> None:
+        super().__init__(cause)
+        self.epoch, self.step, self.cause, self.terms, self.norm, self.where = epoch, step, cause, terms, norm, where
+        self.event = event
+        self.history: History | None = None
 
 
 def _train(
@@ -470,8 +477,14 @@ def _train(
     """Adam with clipping, schedule, early stopping and divergence checks; returns (history, error or None).
 
     ``windows [T - W + 1, W, F]`` (a view of ``z [T, F]``); a target ``t`` is predicted from window
-    ``t - W``. On divergence the model holds the last good weights and the error is returned, not
-    raised, so the caller can keep the model first.
+    ``t - W``. The epochs run on the package loop :func:`tgad_lite.train.fit`: this function gives
+    it the epoch (``train_step``: per-step checks, clipping, Adam) and the validation pass
+    (``evaluate``); ``fit`` steps the schedule, stops early on ``val_loss`` (``train_loss`` without
+    validation) and restores the best epoch. Its tie rule applies: a loss equal to the best so far
+    resets the patience counter, while the kept weights are those of the first epoch reaching
+    the best (``restore`` on that one metric: strict improvement). On divergence the model
+    holds the last good weights and the error is returned, not raised, so the caller can keep the
+    model first.
     """
     w = windows.shape[1]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -484,42 +497,34 @@ def _train(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
     else:
         scheduler = None
-    history = History()
-    best_loss, best_state, waited = math.inf, copy.deepcopy(model.state_dict()), 0
     last_good = [p.detach().clone() for p in params]  # the weights before the current step
-    last_norm: float | None = None
+    state: dict[str, Any] = {"epoch": 0, "last_norm": None}  # shared by the two callables below
     n_batches = math.ceil(len(train_targets) / batch_size)
 
-    def failure(
-        epoch: int,
-        step: int,
-        cause: str,
-        terms: Mapping[str, float],
-        norm: float | None,
-        where: str,
-        event: str | None = None,
-    ) -> TrainingDivergedError:
+    def failure(d: _Diverged) -> TrainingDivergedError:
         # A non-finite loss is caught before backward, so its own gradient norm does not exist: report
         # the last finite one, which shows whether gradients were growing before the blow-up.
-        if norm is not None:
-            norm_text = f"gradient norm {norm:.4g}"
+        last_norm = state["last_norm"]
+        history = d.history if d.history is not None else History()
+        if d.norm is not None:
+            norm_text = f"gradient norm {d.norm:.4g}"
         elif last_norm is not None:
             norm_text = f"gradient norm not computed (the loss was already non-finite), last finite {last_norm:.4g}"
         else:
             norm_text = "no gradient computed yet"
-        values = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        values = ", ".join(f"{k}={v:.4g}" for k, v in d.terms.items())
         best = f"; the best validation loss so far was at epoch {history.best_epoch}" if history.best_epoch > 0 else ""
-        event = event or f"{cause} became non-finite"
+        event = d.event or f"{d.cause} became non-finite"
         return TrainingDivergedError(
-            f"training diverged at epoch {epoch}, {where}: {event} ({values}; {norm_text}). "
+            f"training diverged at epoch {d.epoch}, {d.where}: {event} ({values}; {norm_text}). "
             f"Training stopped and the detector keeps the last good weights (from before this step){best}. "
             f"Lower lr (it was {optimiser.param_groups[0]['lr']:.3g}), keep grad_clip on, or check the training "
             "data; fit() again starts over.",
-            epoch=epoch,
-            step=step,
-            cause=cause,
-            terms=terms,
-            grad_norm=norm if norm is not None else last_norm,
+            epoch=d.epoch,
+            step=d.step,
+            cause=d.cause,
+            terms=d.terms,
+            grad_norm=d.norm if d.norm is not None else last_norm,
             history=history,
         )
 
@@ -527,97 +532,89 @@ def _train(
         x = windows[targets - w]  # gathers [B, F, W] rows of the unfold view, then [B, W, F]
         return model.loss(x.contiguous(), z[targets])
 
-    def evaluate(targets: torch.Tensor) -> dict[str, float]:
-        model.eval()
-        sums: dict[str, float] = {}
+    def put_back_last_good() -> None:
         with torch.no_grad():
-            for start in range(0, len(targets), batch_size):
-                batch = targets[start : start + batch_size]
-                terms = run_loss(batch)
-                values = torch.stack([v.detach().float() for v in terms.values()]).tolist()
-                for k, v in zip(terms, values, strict=True):
-                    sums[k] = sums.get(k, 0.0) + v * len(batch)
-        return {k: v / len(targets) for k, v in sums.items()}
+            for saved, p in zip(last_good, params, strict=True):
+                p.copy_(saved)
 
-    epoch = 0
-    with Progress(epochs, desc, enabled=progress) as bar:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            model.train()
-            order = train_targets[torch.randperm(len(train_targets), generator=generator).to(train_targets.device)]
-            sums: dict[str, float] = {}
-            norm_max = 0.0
-            for step in range(1, n_batches + 1):
-                batch = order[(step - 1) * batch_size : step * batch_size]
+    def train_step() -> dict[str, float]:
+        """One epoch over the shuffled training windows; every step checked (see the module docstring)."""
+        state["epoch"] += 1
+        epoch = state["epoch"]
+        order = train_targets[torch.randperm(len(train_targets), generator=generator).to(train_targets.device)]
+        sums: dict[str, float] = {}
+        norm_max = 0.0
+        for step in range(1, n_batches + 1):
+            batch = order[(step - 1) * batch_size : step * batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            terms = run_loss(batch)
+            # One device sync for all terms: the check has to read them anyway.
+            values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=True))
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                cause = f"loss term{'s' * (len(bad) > 1)} {', '.join(bad)}"
+                raise _Diverged(epoch, step, cause, values, None, f"step {step}")
+            terms["total"].backward()
+            norm = clip_gradients(params, grad_clip)  # left unclipped when non-finite
+            if not math.isfinite(norm):
                 optimiser.zero_grad(set_to_none=True)
-                terms = run_loss(batch)
-                # One device sync for all terms: the check has to read them anyway.
-                values = dict(
-                    zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=True)
-                )
-                bad = [k for k, v in values.items() if not math.isfinite(v)]
-                if bad:
-                    return history, failure(
-                        epoch, step, f"loss term{'s' * (len(bad) > 1)} {', '.join(bad)}", values, None, f"step {step}"
-                    )
-                terms["total"].backward()
-                norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf))
-                if not math.isfinite(norm):
-                    optimiser.zero_grad(set_to_none=True)
-                    return history, failure(epoch, step, "the gradient norm", values, norm, f"step {step}")
-                with torch.no_grad():
-                    for saved, p in zip(last_good, params, strict=True):
-                        saved.copy_(p)
-                try:
-                    optimiser.step()
-                except RuntimeError as exc:  # e.g. an lr that overflows float32 inside Adam's update
-                    # The step may have updated some parameters before failing: put all of them back.
-                    with torch.no_grad():
-                        for saved, p in zip(last_good, params, strict=True):
-                            p.copy_(saved)
-                    event = f"the optimiser step failed ({exc})"
-                    return history, failure(epoch, step, "the optimiser step", values, norm, f"step {step}", event)
-                if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one sync
-                    with torch.no_grad():
-                        for saved, p in zip(last_good, params, strict=True):
-                            p.copy_(saved)
-                    return history, failure(epoch, step, "the weights (after the update)", values, norm, f"step {step}")
-                last_norm, norm_max = norm, max(norm_max, norm)
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(batch)
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": sums["total"] / len(train_targets)}
-            record.update({f"train_{k}": v / len(train_targets) for k, v in sums.items() if k != "total"})
-            if val_targets is not None:
-                val = evaluate(val_targets)
-                bad = [k for k, v in val.items() if not math.isfinite(v)]
-                if bad:
-                    return history, failure(
-                        epoch,
-                        0,
-                        f"validation loss term{'s' * (len(bad) > 1)} {', '.join(bad)}",
-                        val,
-                        None,
-                        "validation",
-                    )
-                record["val_loss"] = val["total"]
-                record.update({f"val_{k}": v for k, v in val.items() if k != "total"})
-            record.update(
-                lr=optimiser.param_groups[0]["lr"], grad_norm_max=norm_max, seconds=time.perf_counter() - started
-            )
-            history.records.append(record)
-            monitored = record.get("val_loss", record["train_loss"])
-            if monitored < best_loss:
-                best_loss, best_state, waited = monitored, copy.deepcopy(model.state_dict()), 0
-                history.best_epoch, history.best = epoch, dict(record)
-            else:
-                waited += 1
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(monitored)
-            elif scheduler is not None:
-                scheduler.step()
-            bar.update(**{k: record[k] for k in ("train_loss", "val_loss") if k in record})
-            if waited >= patience:
-                break
-    history.stopped_epoch = epoch
-    model.load_state_dict(best_state)
+                raise _Diverged(epoch, step, "the gradient norm", values, norm, f"step {step}")
+            with torch.no_grad():
+                for saved, p in zip(last_good, params, strict=True):
+                    saved.copy_(p)
+            try:
+                optimiser.step()
+            except RuntimeError as exc:  # e.g. an lr that overflows float32 inside Adam's update
+                # The step may have updated some parameters before failing: put all of them back.
+                put_back_last_good()
+                event = f"the optimiser step failed ({exc})"
+                raise _Diverged(epoch, step, "the optimiser step", values, norm, f"step {step}", event) from None
+            if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one sync
+                put_back_last_good()
+                raise _Diverged(epoch, step, "the weights (after the update)", values, norm, f"step {step}")
+            state["last_norm"], norm_max = norm, max(norm_max, norm)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v * len(batch)
+        record = {"train_loss": sums["total"] / len(train_targets)}
+        record.update({f"train_{k}": v / len(train_targets) for k, v in sums.items() if k != "total"})
+        record["grad_norm_max"] = norm_max
+        return record
+
+    def evaluate() -> dict[str, float]:
+        """Mean loss terms over the validation windows (eval mode, no gradients; fit sets both)."""
+        if val_targets is None:
+            return {}
+        sums: dict[str, float] = {}
+        for start in range(0, len(val_targets), batch_size):
+            batch = val_targets[start : start + batch_size]
+            terms = run_loss(batch)
+            values = torch.stack([v.detach().float() for v in terms.values()]).tolist()
+            for k, v in zip(terms, values, strict=True):
+                sums[k] = sums.get(k, 0.0) + v * len(batch)
+        val = {k: v / len(val_targets) for k, v in sums.items()}
+        bad = [k for k, v in val.items() if not math.isfinite(v)]
+        if bad:
+            cause = f"validation loss term{'s' * (len(bad) > 1)} {', '.join(bad)}"
+            raise _Diverged(state["epoch"], 0, cause, val, None, "validation")
+        return {"val_loss": val["total"], **{f"val_{k}": v for k, v in val.items() if k != "total"}}
+
+    monitored = "val_loss" if val_targets is not None else "train_loss"
+    try:
+        history = fit(
+            model,
+            train_step,
+            evaluate,
+            max_epochs=epochs,
+            patience=patience,
+            monitor={monitored: "min"},
+            restore=monitored,
+            optimizer=optimiser,
+            scheduler=scheduler,
+            progress=progress,
+            desc=desc,
+            display=[k for k in ("train_loss", "val_loss") if k == "train_loss" or val_targets is not None],
+        )
+    except _Diverged as d:
+        err = failure(d)
+        return err.history, err
     return history, None
