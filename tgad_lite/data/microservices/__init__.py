@@ -10,6 +10,8 @@ Modules: ``graph`` (``ServiceGraph``, ``shop_graph``, ``random_service_dag``), `
 (``Incident``, ``cascade``, ``LoadSurge``, ``DriftConfig``), ``telemetry`` (``Telemetry``,
 ``SimConfig``, ``Telemetry.steps``), ``regimes`` (the easy/hard presets), ``simulator``
 (``simulate``). Everything is importable from this package.
+``windows`` (``make_windows``, ``time_split``, ``ServiceWindows``, ``fit_service_normaliser``)
+cuts a series into model inputs ``[B, S, N, F]`` and leakage-free train/val/test spans.
 
 Dependency graph
 ----------------
@@ -158,6 +160,15 @@ from tgad_lite.data.microservices.incidents import (
 from tgad_lite.data.microservices.regimes import REGIME_NAMES, REGIMES, regime_config
 from tgad_lite.data.microservices.simulator import MAX_NOISE, simulate
 from tgad_lite.data.microservices.telemetry import METRICS, MINUTES_PER_DAY, SimConfig, Telemetry, TelemetryStep
+from tgad_lite.data.microservices.windows import (
+    ServiceNormaliser,
+    ServiceWindows,
+    TimeSplit,
+    fit_service_normaliser,
+    make_windows,
+    robust_center_scale,
+    time_split,
+)
 
 __all__ = [
     "DEFAULT_INCIDENT_KINDS",
@@ -174,12 +185,19 @@ __all__ = [
     "Incident",
     "LoadSurge",
     "ServiceGraph",
+    "ServiceNormaliser",
+    "ServiceWindows",
     "SimConfig",
     "Telemetry",
     "TelemetryStep",
+    "TimeSplit",
     "cascade",
+    "fit_service_normaliser",
+    "make_windows",
     "random_service_dag",
     "regime_config",
+    "robust_center_scale",
     "shop_graph",
     "simulate",
+    "time_split",
 ]
