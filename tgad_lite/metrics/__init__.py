@@ -6,6 +6,7 @@ one series as one row with every detection metric (:mod:`tgad_lite.metrics.detec
 """
 
 from tgad_lite.metrics.attention import attention_entropy, entropy_ratio, uniform_entropy
+from tgad_lite.metrics.bootstrap import BootstrapCI, PairedBootstrap, bootstrap_ci, paired_bootstrap
 from tgad_lite.metrics.detection import (
     EVALUATE_KEYS,
     PRF,
@@ -28,11 +29,19 @@ from tgad_lite.metrics.detection import (
     precision_recall_f1,
     roc_auc,
 )
+from tgad_lite.metrics.rootcause import ac_at_k, avg_at_k, rootcause_report
 
 __all__ = [
     "EVALUATE_KEYS",
     "PRF",
     "BestF1",
+    "BootstrapCI",
+    "PairedBootstrap",
+    "ac_at_k",
+    "avg_at_k",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "rootcause_report",
     "alarms_at",
     "attention_entropy",
     "best_f1",
