@@ -31,6 +31,14 @@ incidents propagate the other way (a sick callee makes its callers slow). ``dire
 the given edges only, ``"reverse"`` only their reverses.
 
 Nothing depends on the topology: a model trained on some graphs runs on any other (any N, any E).
+
+No-graph model. ``TemporalGAT(F, graph=False)`` is the same model without step 3: input projection
+-> recurrent layer -> risk head, with the same widths and dropout (its initial weights are not those
+of a graph model built from the same seed: the graph layers draw in between). It never reads
+``edge_index`` (``None`` is accepted), so its output is the same on any graph: the difference
+between the two models trained alike is what the graph encoder adds, everything else equal. It
+has no attention.
+
 Mixed precision: no dtype is hard-coded, so the forward pass runs under ``torch.autocast``.
 """
 
@@ -87,13 +95,15 @@ class TemporalGAT(nn.Module):
         hidden: ``D``, width of every node state (input projection, graph layers, recurrent layer);
             a multiple of ``heads``.
         heads: ``H``, attention heads per graph layer, each ``D / H`` wide, concatenated.
-        num_layers: graph layers (the issue's encoder: 2).
+        num_layers: graph layers (the issue's encoder: 2; ``None``: 2, or 0 with ``graph=False``).
         dropout: on each graph layer's output before the residual sum, on the attention
             coefficients, and inside the risk head; in ``[0, 1)``.
         recurrent: ``"lstm"`` or ``"gru"``.
         direction: which way messages flow along ``edge_index``: ``"both"`` (default), ``"forward"``
             (row 0 -> row 1, caller -> callee in a ``ServiceGraph``) or ``"reverse"``.
         negative_slope: LeakyReLU slope inside GATv2's score.
+        graph: ``False`` builds the no-graph model (module docstring): no graph layers, ``edge_index``
+            ignored, no attention; ``num_layers`` must then be left unset (or 0).
 
     ``forward(x [B, S, N, F], edge_index [2, E], mask=None, return_attention=False)`` ->
     :class:`TemporalGATOutput`.
@@ -105,11 +115,12 @@ class TemporalGAT(nn.Module):
         *,
         hidden: int = 32,
         heads: int = 4,
-        num_layers: int = 2,
+        num_layers: int | None = None,
         dropout: float = 0.1,
         recurrent: str = "lstm",
         direction: str = "both",
         negative_slope: float = 0.2,
+        graph: bool = True,
     ) -> None:
         super().__init__()
         from torch_geometric.nn import GATv2Conv
@@ -117,7 +128,23 @@ class TemporalGAT(nn.Module):
         self.num_features = _positive_int("num_features", num_features)
         self.hidden = _positive_int("hidden", hidden)
         self.heads = _positive_int("heads", heads)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        if not isinstance(graph, bool):
+            raise ValueError(f"graph must be True (the temporal GAT) or False (the no-graph model), got {graph!r}")
+        self.graph = graph
+        if not graph:
+            if num_layers not in (None, 0) or isinstance(num_layers, bool):
+                raise ValueError(
+                    f"graph=False builds the model without graph layers, but num_layers={num_layers!r} was given; "
+                    "leave num_layers unset (or 0), or use graph=True for a model with graph layers"
+                )
+            self.num_layers = 0
+        elif num_layers is None:
+            self.num_layers = 2
+        else:
+            try:
+                self.num_layers = _positive_int("num_layers", num_layers)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (for the model without graph layers pass graph=False)") from None
         if self.hidden % self.heads:
             raise ValueError(
                 f"hidden ({hidden}) must be a multiple of heads ({heads}): each head gets hidden / heads "
@@ -167,9 +194,12 @@ class TemporalGAT(nn.Module):
             "recurrent": self.recurrent,
             "direction": self.direction,
             "negative_slope": self.negative_slope,
+            "graph": self.graph,
         }
 
     def extra_repr(self) -> str:
+        if not self.graph:
+            return f"num_features={self.num_features}, graph=False"
         return f"num_features={self.num_features}, direction={self.direction!r}"
 
     # -- graphs ------------------------------------------------------------------------------
@@ -253,6 +283,7 @@ class TemporalGAT(nn.Module):
         Args:
             x: ``[B, S, N, F]`` float; NaN allowed only where ``mask`` is False.
             edge_index: ``[2, E]`` integer service ids in ``0..N-1`` on ``x``'s device; any graph.
+                Not read by the no-graph model (``graph=False``; ``None`` allowed there).
             mask: ``[B, S, N, F]`` bool, True = observed; None: everything observed.
             return_attention: also return the attention (see :class:`TemporalGATOutput`).
 
@@ -261,13 +292,20 @@ class TemporalGAT(nn.Module):
             ``attention [B, S, E', H]`` (last layer), ``attention_edge_index [2, E']``, ``layer_attention``.
         """
         self._check_x(x, mask)
-        if isinstance(edge_index, Tensor) and edge_index.device != x.device:
+        if not self.graph:
+            if return_attention:
+                raise ValueError(
+                    "this is the no-graph model (graph=False): it has no graph layers and so no attention; "
+                    "call it with return_attention=False, or use a model built with graph=True"
+                )
+        elif isinstance(edge_index, Tensor) and edge_index.device != x.device:
             raise ValueError(
                 f"x is on {x.device} but edge_index on {edge_index.device}; move both to one device, "
                 "e.g. edge_index.to(x.device)"
             )
         bsz, steps, n, f = x.shape
-        msg, union = self.union_edges(edge_index, bsz, steps, n)
+        if self.graph:
+            msg, union = self.union_edges(edge_index, bsz, steps, n)
         inp = self.inputs(x, mask)  # [B, S, N, 2F]
         # Node-first: [B, N, S, 2F] rows, so the encoder's output is already [B * N, S, D].
         h = self.input_proj(inp.permute(0, 2, 1, 3).reshape(bsz * n * steps, 2 * f))
