@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from tgad_lite.anomaly.baselines import _check_int, _check_seed
 from tgad_lite.data.microservices.windows import robust_center_scale
 
 if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted: importing the package stays fast
@@ -61,18 +62,6 @@ __all__ = [
 # Per metric, in this order (window_features' last axis is metric-major: metric 0's 8, then metric 1's ...).
 WINDOW_STATISTICS: tuple[str, ...] = ("last", "mean", "std", "min", "max", "slope", "last_minus_mean", "observed")
 _CHUNK_ELEMENTS = 4_000_000  # windows summarised per chunk: bounds the float64 temporaries (~32 MB each)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
-    return int(seed)
 
 
 def _unpack(x: Any, mask: Any, labels: Any = None) -> tuple[Any, Any, Any]:
