@@ -250,13 +250,19 @@ def rank_most_downstream(
     threshold = _as_positive(threshold, "threshold")
     z, unobserved = window_z(x, mask, start, lookback=lookback, horizon=horizon, log=log)
     peak = _peak(z)
-    ei = check_edge_index(edge_index, peak.shape[0])
-    anomalous = peak > threshold
-    sick_edge = anomalous[ei[0]] & anomalous[ei[1]] & (ei[0] != ei[1])
-    has_sick_callee = np.zeros(peak.shape[0], dtype=bool)
-    has_sick_callee[ei[0, sick_edge]] = True
-    group = np.where(anomalous & ~has_sick_callee, 0, np.where(anomalous, 1, 2))
+    group = downstream_groups(peak > threshold, edge_index)
     return _ranked([group, -peak], peak, unobserved)
+
+
+def downstream_groups(anomalous: np.ndarray, edge_index: Any) -> np.ndarray:
+    """``[N]`` group of each service for the most-downstream ranking: 0 = anomalous with no anomalous
+    callee, 1 = other anomalous services, 2 = the rest. ``anomalous [N]`` bool, ``edge_index [2, E]``
+    caller -> callee (self loops ignored). Shared by the z-score rule and the model's risk ranking."""
+    ei = check_edge_index(edge_index, anomalous.shape[0])
+    sick_edge = anomalous[ei[0]] & anomalous[ei[1]] & (ei[0] != ei[1])
+    has_sick_callee = np.zeros(anomalous.shape[0], dtype=bool)
+    has_sick_callee[ei[0, sick_edge]] = True
+    return np.where(anomalous & ~has_sick_callee, 0, np.where(anomalous, 1, 2))
 
 
 def _changepoints(v: np.ndarray, min_segment: int) -> np.ndarray:

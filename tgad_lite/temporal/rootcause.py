@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from tgad_lite.anomaly.cascade import check_edge_index
-from tgad_lite.anomaly.rootcause import RootCauseRanking
+from tgad_lite.anomaly.rootcause import RootCauseRanking, downstream_groups
 
 __all__ = [
     "MODEL_RANKERS",
@@ -162,12 +162,7 @@ def rank_downstream(risk: Any, edge_index: Any, threshold: float = 0.5) -> RootC
     r = _scores(risk, "risk")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number (e.g. TrainResult.threshold), got {threshold!r}")
-    ei = check_edge_index(edge_index, r.size)
-    at_risk = r > threshold
-    sick_edge = at_risk[ei[0]] & at_risk[ei[1]] & (ei[0] != ei[1])
-    has_sick_callee = np.zeros(r.size, dtype=bool)
-    has_sick_callee[ei[0, sick_edge]] = True
-    group = np.where(at_risk & ~has_sick_callee, 0, np.where(at_risk, 1, 2))
+    group = downstream_groups(r > threshold, edge_index)
     order = np.lexsort([np.arange(r.size), -r, group]).astype(np.int64)
     return RootCauseRanking(order=order, z=r, unobserved=np.zeros(r.size, dtype=bool))
 
