@@ -5,7 +5,6 @@ No absolute speed is asserted anywhere: timings depend on the machine and its lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _benchmarks import loaded_benchmark
 
 from tgad_lite.gat import DenseGATLayer
 from tgad_lite.profiling import (
@@ -236,14 +236,8 @@ def test_train_step_fn_trains_on_the_targets_only():
 # -- the benchmark's logic -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("gat_layers_bench", REPO / "benchmarks" / "gat_layers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
+    with loaded_benchmark("gat_layers.py", "gat_layers_bench") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_benchmark_measures_rows_on_a_small_graph(bench):

@@ -5,14 +5,13 @@ Nothing here asserts a speed: only that the benchmark measures what it says and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _benchmarks import loaded_benchmark
 
 from tgad_lite.data.microservices import shop_graph
 from tgad_lite.profiling import Timing
@@ -22,14 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("temporal_gat_bench", REPO / "benchmarks" / "temporal_gat.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
+    with loaded_benchmark("temporal_gat.py", "temporal_gat_bench") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_quick_run_prints_and_writes_every_table(bench, tmp_path, capsys):
