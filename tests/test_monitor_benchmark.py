@@ -1,0 +1,58 @@
+"""benchmarks/monitor.py: a tiny run has every row, consistent ratios and agreeing outputs.
+
+Nothing here asserts a speed: only that the benchmark measures what it says and reports it in order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _benchmarks import loaded_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with loaded_benchmark("monitor.py", "monitor_bench") as module:
+        yield module
+
+
+def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
+    out = tmp_path / "monitor.json"
+    threads = torch.get_num_threads()
+    code = bench.main(
+        ["--sizes", "8,20", "--steps", "6", "--calibration", "12", "--window", "4", "--hidden", "8", "--heads", "2"]
+        + ["--device", "cpu", "--json", str(out)]
+    )
+    assert code == 0
+    assert torch.get_num_threads() == threads  # --threads 1 was undone at the end
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert [(r["services"], r["impl"]) for r in rows] == [(n, impl) for n in (8, 20) for impl in bench.IMPLS]
+    for block in (rows[:3], rows[3:]):
+        naive = block[0]
+        assert naive["impl"] == "naive" and naive["speedup"] == 1.0
+        for r in block:
+            assert r["steps"] == 6 and r["device"] == "cpu"
+            assert 0 < r["p50_ms"] <= r["p99_ms"] and r["cpu_p50_ms"] >= 0
+            assert r["speedup"] == pytest.approx(naive["p50_ms"] / r["p50_ms"])
+            # throughput: N x F values per step over the mean step time
+            assert r["values_per_s"] == pytest.approx(r["services"] * 4 / (r["mean_ms"] / 1e3), rel=1e-9)
+        assert block[2]["spot_refits"] == 0  # fixed thresholds never refit
+    # the cached monitor and the naive full forward gave the same risks
+    assert set(record["max_risk_difference"]) == {"cpu N=8", "cpu N=20"}
+    assert all(0 <= d <= 1e-5 for d in record["max_risk_difference"].values())
+    assert record["check"]["status"] == "SKIPPED"  # N=1000 was not measured
+    printed = capsys.readouterr().out
+    assert "cached, fixed thresholds" in printed and "target (issue 11" in printed
+
+
+def test_the_target_check_reads_the_cached_cpu_row_at_1000(bench):
+    def row(impl, p50, device="cpu", n=1000):
+        return bench.Row(device, n, 1780, impl, p50, p50, p50, p50, 1.0, 1.0, 10, 0)
+
+    assert bench.check_target([row("naive", 0.5), row("cached", 2.0)])["status"] == "MISS"
+    assert bench.check_target([row("cached", 0.9)])["status"] == "PASS"
+    assert bench.check_target([row("cached", 0.9, device="cuda")])["status"] == "SKIPPED"
+    assert bench.check_target([row("cached", 0.9, n=200)])["status"] == "SKIPPED"

@@ -1,0 +1,862 @@
+"""The streaming monitor: one telemetry step in, risk per service, a cascade score and alarms out.
+
+``Monitor(model, edge_index, normaliser=..., window=S)`` keeps the last ``S`` steps and, per
+:meth:`Monitor.step` ``(x_t [N, F], mask [N, F] or None)``:
+
+1. **Checks** the step (shape ``[N, F]`` of the graph's ``N`` services and the model's ``F``
+   metrics, bool mask, NaN only where the mask says unobserved) before changing anything: a
+   refused step leaves the monitor as it was.
+2. **Normalises** it with the online normaliser (``normaliser.py``: the model's robust training
+   normaliser, moved by Welford statistics of the stream), once, with the statistics learned up
+   to the previous step.
+3. **Encodes the new snapshot only.** The graph encoder of :class:`~tgad_lite.temporal.TemporalGAT`
+   (input projection, GATv2 layers, LayerNorm) works on each snapshot separately and is
+   deterministic in eval mode, so a snapshot's encoding is the same in every window that holds it.
+   The monitor encodes each arriving snapshot once, on the one-snapshot message edges built at
+   construction, and keeps the result in a ring of ``S`` slots. It goes one step further than the
+   encoder output: the recurrent layer's input projection (``W_ih h + b``) is per step too, so the
+   ring holds those gate inputs ``[S, N, G]`` (``G = 4D`` for the LSTM, ``3D`` for the GRU). The
+   GATv2 layers run with the model's own weights on the target-sorted message edges (a segment
+   softmax and one sparse CSR product per layer, see ``_SnapshotModel``; tested equal to PyG's
+   ``GATv2Conv``), under ``torch.inference_mode()``; the ring, the recurrence's state and the
+   input buffer are allocated once.
+4. **Runs the recurrent layer over the window** (the ``S`` cached gate inputs, oldest first, from a
+   zero state, exactly as ``TemporalGAT.forward`` does for that window; only the ``h W_hh`` part is
+   left per step) and the risk head on the last state: ``risk [N]``. Nothing is returned for the
+   first ``S - 1`` steps (``risk=None``): no window is full yet.
+5. **Cascade score** :func:`~tgad_lite.anomaly.cascade.cascade_score` of the risk, from adjacency
+   lists built once (the same arithmetic, tested equal).
+6. **Alarms.** Service alarms from ONE streaming SPOT on the per-step maximum risk: alarm every
+   service whose risk exceeds the SPOT threshold ``z_q``. Why the maximum and not a SPOT per
+   service: (a) ``q`` then bounds what an operator sees, the probability that a normal step raises
+   ANY alarm, instead of ``N q`` for ``N`` per-service SPOTs; (b) at most one tail refit per
+   step instead of about ``N (1 - level)``: every new peak refits a GPD with scipy, 14 to 18 ms a
+   fit on this project's shared 2-core machine (20 to 300 peaks), so per-service SPOTs at 1000
+   services (about 20 new peaks a step) would cost some 300 ms per step; (c) a per-service tail
+   needs hundreds of calibration steps per service, while the model's risk is one probability scale
+   for every service (one sigmoid head trained on all of them). The system alarm: a second SPOT on
+   the cascade score. Either may instead be a fixed threshold (``risk_threshold=0.5``, e.g.
+   ``TrainResult.threshold``). A SPOT calibrates on the first ``calibration`` scored steps (no alarms
+   then), then alarms on ``score > z_q`` and learns from every step that is not an alarm
+   (:class:`~tgad_lite.anomaly.threshold.SPOT`). The refits are the slow tail of the step
+   latency (``benchmarks/monitor.py`` counts them); on a score stream that keeps rising, most steps
+   are new peaks and each one pays a refit.
+7. **Learns** the step into the normalisation statistics, except (``freeze_on_alarm``) for alarmed
+   services, and for none on a system alarm: an incident must not become the new normal.
+8. **Drift**: ``drift.update(step, x_t, mask, scores)`` of a drift detector when one is attached
+   (``scores``: ``{"max_risk": ..., "cascade": ...}`` once the window is full, ``{}`` before),
+   after the monitor's own step is complete. A detector for other services or metrics is refused
+   when the monitor is built.
+
+Exactness. The cached path is the batch model: ``step`` over a replay gives the risk of
+``TemporalGAT.forward`` on ``make_windows`` of the same normalised series to float32 rounding
+(tested to 1e-5), and ``fast=False`` runs that full forward over the window at every step (the
+naive reference the benchmark compares with). The monitor reads the model's weights when built
+(or swapped in): call :meth:`Monitor.swap_model` after changing them. It puts the model in eval mode.
+
+State. :meth:`Monitor.state_dict` holds the raw and normalised window, the gate cache, the online
+statistics, both thresholds' state, the step counter, the model version, the detector's own
+``state_dict`` and fingerprints of the model (config + weight hash) and the graph;
+:meth:`Monitor.save` writes it atomically, :meth:`Monitor.load` refuses a state of another model
+or graph, and a restored monitor continues bit for bit as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tgad_lite.anomaly.cascade import check_edge_index
+from tgad_lite.anomaly.threshold import SPOT
+from tgad_lite.data.microservices.telemetry import METRICS
+from tgad_lite.data.microservices.windows import ServiceNormaliser
+from tgad_lite.device import resolve_device
+from tgad_lite.monitor.normaliser import OnlineNormaliser
+from tgad_lite.monitor.state import (
+    STATE_FORMAT,
+    StateError,
+    graph_fingerprint,
+    load_state,
+    model_fingerprint,
+    save_state,
+    spot_from_state,
+    spot_state,
+)
+
+__all__ = ["Monitor", "StepResult"]
+
+
+class DriftDetectorLike(Protocol):
+    """What the monitor calls on a drift detector (``tgad_lite.monitor.drift.DriftDetector``)."""
+
+    def update(self, step: int, values: np.ndarray, mask: np.ndarray | None, scores: Mapping[str, float]) -> Any: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What :meth:`Monitor.step` returns for one step.
+
+    - ``step``: the monitor's step index (0 for the first step it saw).
+    - ``risk``: ``[N]`` float64 risk per service at this step, ``None`` for the first ``S - 1`` steps.
+    - ``cascade``: the cascade score in ``[0, 1]`` (``None`` with ``risk``).
+    - ``alarms``: ``[N]`` bool, services alarmed at this step (all False while calibrating).
+    - ``system_alarm``: the cascade score's alarm.
+    - ``drift``: the detector's ``DriftStatus`` (``None`` without a detector).
+    - ``model_version``: the version of the model that scored this step.
+    - ``risk_threshold`` / ``cascade_threshold``: the thresholds in force at this step (``None``
+      while a SPOT is still calibrating or before the window is full).
+    """
+
+    step: int
+    risk: np.ndarray | None
+    cascade: float | None
+    alarms: np.ndarray
+    system_alarm: bool
+    drift: Any
+    model_version: str | None
+    risk_threshold: float | None = None
+    cascade_threshold: float | None = None
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+
+class _StreamThreshold:
+    """A fixed threshold, or a SPOT calibrated on the first ``calibration`` scores (alarm: ``score > threshold``)."""
+
+    def __init__(self, name: str, threshold: float | str, q: float, level: float, calibration: int) -> None:
+        self.name = name
+        if isinstance(threshold, str):
+            if threshold != "spot":
+                raise ValueError(f"{name} must be 'spot' or a number, got {threshold!r}")
+            SPOT(q, level)  # checks q and level now, not after the calibration steps
+            self.fixed: float | None = None
+        elif isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and math.isfinite(threshold):
+            self.fixed = float(threshold)
+        else:
+            raise ValueError(f"{name} must be 'spot' (a streaming threshold) or a finite number, got {threshold!r}")
+        self.q, self.level, self.calibration = float(q), float(level), int(calibration)
+        self.scores: list[float] = []
+        self.spot: SPOT | None = None
+
+    def current(self) -> float | None:
+        if self.fixed is not None:
+            return self.fixed
+        return None if self.spot is None else self.spot.threshold
+
+    def update(self, score: float) -> bool:
+        """Alarm for ``score``; a SPOT then learns from it (a calibrating one just collects it)."""
+        if self.fixed is not None:
+            return score > self.fixed
+        if self.spot is None:
+            self.scores.append(score)
+            if len(self.scores) >= self.calibration:
+                self.spot = SPOT(self.q, self.level).fit(np.asarray(self.scores))
+                self.scores = []
+            return False
+        return self.spot.update(score)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "fixed": self.fixed,
+            "q": self.q,
+            "level": self.level,
+            "calibration": self.calibration,
+            "scores": np.asarray(self.scores, dtype=np.float64),
+            "spot": None if self.spot is None else spot_state(self.spot),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.fixed = None if state["fixed"] is None else float(state["fixed"])
+        self.q, self.level, self.calibration = float(state["q"]), float(state["level"]), int(state["calibration"])
+        self.scores = [float(v) for v in np.asarray(state["scores"], dtype=np.float64)]
+        self.spot = None if state["spot"] is None else spot_from_state(state["spot"])
+
+    def settings(self) -> Any:
+        return "spot" if self.fixed is None else self.fixed
+
+
+# ----------------------------------------------------------------------------- cascade
+
+
+class _Cascade:
+    """:func:`~tgad_lite.anomaly.cascade.cascade_score` for one step, adjacency built once.
+
+    The same arithmetic in the same order as ``cascade_score(risk[None], edge_index)[0]``.
+    """
+
+    def __init__(self, edge_index: np.ndarray, num_nodes: int) -> None:
+        ei = edge_index
+        keep = ei[0] != ei[1]
+        src = np.concatenate([ei[0, keep], ei[1, keep]])
+        dst = np.concatenate([ei[1, keep], ei[0, keep]])
+        self.n = num_nodes
+        self.empty = src.size == 0
+        if not self.empty:
+            order = np.argsort(dst, kind="stable")
+            self.src, dst = src[order], dst[order]
+            self.targets, self.starts = np.unique(dst, return_index=True)
+
+    def __call__(self, risk: np.ndarray) -> float:
+        if self.empty:
+            return 0.0
+        block = risk[None]
+        neighbour_max = np.maximum.reduceat(block[:, self.src], self.starts, axis=1)
+        return float((block[:, self.targets] * neighbour_max).sum(axis=1)[0] / self.n)
+
+
+# ----------------------------------------------------------------------------- the cached model path
+
+
+def _fast_gatv2_ok(conv: nn.Module) -> bool:
+    """The options :class:`TemporalGAT` builds its GATv2 layers with (anything else: PyG's own forward)."""
+    return (
+        getattr(conv, "concat", False)
+        and getattr(conv, "res", None) is None
+        and getattr(conv, "lin_edge", None) is None
+        and not getattr(conv, "add_self_loops", True)
+        and not getattr(conv, "share_weights", True)
+        and getattr(conv, "bias", None) is not None
+    )
+
+
+class _SnapshotModel:
+    """One model's per-snapshot encoder, gate cache and recurrence for ``N`` services, window ``S``.
+
+    Built once per model (and graph): the message edges sorted by target, so the attention softmax
+    is a segment reduction over consecutive edges (every target has its self loop: no empty
+    segment); the aggregation ``out[n, h] = sum_e alpha[e, h] x_l[src_e, h]`` as ONE sparse CSR
+    matrix ``[N H, N H]`` (row ``n H + h``, column ``src H + h``) times ``x_l`` viewed ``[N H, C]``;
+    each layer's ``lin_l`` and ``lin_r`` as one matrix product; the LSTM's gates reordered to
+    ``i, f, o, g`` so one sigmoid and one tanh cover them.
+    """
+
+    def __init__(self, model: nn.Module, edge_index: np.ndarray, num_nodes: int, window: int, device: torch.device):
+        self.model, self.n, self.s, self.device = model, num_nodes, window, device
+        d = model.hidden
+        self.d = d
+        self.lstm = model.recurrent == "lstm"
+        with torch.inference_mode():
+            self.fast_convs = False
+            if model.graph:
+                ei = torch.from_numpy(np.array(edge_index, dtype=np.int64)).to(device)
+                msg = model.message_edges(ei, num_nodes)
+                order = torch.argsort(msg[1], stable=True)
+                self.msg = msg
+                self.src, self.dst = msg[0, order].contiguous(), msg[1, order].contiguous()
+                self.lengths = torch.bincount(self.dst, minlength=num_nodes)
+                self.fast_convs = all(_fast_gatv2_ok(c) for c in model.convs)
+                if self.fast_convs:
+                    self._build_layers()
+            rnn = model.rnn
+            w_ih, w_hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
+            if self.lstm:
+                b_in, b_hh = rnn.bias_ih_l0.detach() + rnn.bias_hh_l0.detach(), None
+                # torch's order i, f, g, o -> i, f, o, g
+                perm = torch.cat([torch.arange(0, 2 * d), torch.arange(3 * d, 4 * d), torch.arange(2 * d, 3 * d)])
+                perm = perm.to(w_ih.device)
+                w_ih, w_hh, b_in = w_ih[perm], w_hh[perm], b_in[perm]
+            else:
+                b_in, b_hh = rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach()
+            self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()
+            self.b_in, self.b_hh = b_in.contiguous(), None if b_hh is None else b_hh.contiguous()
+            g = (4 if self.lstm else 3) * d
+            self.gates_ring = torch.zeros(window, num_nodes, g, device=device)
+            self.gates = torch.empty(num_nodes, g, device=device)
+            self.h = torch.zeros(num_nodes, d, device=device)
+            self.c = torch.zeros(num_nodes, d, device=device)
+            self.tmp = torch.empty(num_nodes, d, device=device)
+
+    def _build_layers(self) -> None:
+        """Per GATv2 layer: stacked ``lin_l``/``lin_r`` weights; the CSR pattern of the aggregation."""
+        heads = self.model.heads
+        n, dev = self.n, self.dst.device
+        h_ids = torch.arange(heads, device=dev)
+        rows = (self.dst[:, None] * heads + h_ids).reshape(-1)  # alpha[e, h] flattened, e major
+        cols = (self.src[:, None] * heads + h_ids).reshape(-1)
+        self.csr_order = torch.argsort(rows, stable=True)
+        self.csr_cols = cols[self.csr_order].contiguous()
+        self.csr_rows = torch.zeros(n * heads + 1, dtype=torch.long, device=dev)
+        self.csr_rows[1:] = torch.cumsum(torch.bincount(rows, minlength=n * heads), 0)
+        self.layers = []
+        for conv in self.model.convs:
+            w = torch.cat([conv.lin_l.weight, conv.lin_r.weight], 0).detach()
+            b = torch.cat([conv.lin_l.bias, conv.lin_r.bias], 0).detach()
+            att = conv.att.detach().reshape(conv.heads, conv.out_channels)
+            self.layers.append((w.t().contiguous(), b, att, conv.bias.detach(), float(conv.negative_slope)))
+        with warnings.catch_warnings():
+            # torch warns once per process that sparse CSR support is "in beta"; spend it here, quietly
+            warnings.simplefilter("ignore")
+            size = (n * heads, n * heads)
+            ones = torch.ones(self.csr_cols.numel(), device=dev)
+            torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, ones, size=size)
+
+    # -- encoder ----------------------------------------------------------------------------------
+    def _gatv2(self, index: int, h: Tensor) -> Tensor:
+        """Graph layer ``index`` on one snapshot: ``GATv2Conv(h, message edges)``, PyG's arithmetic
+        (same scores, softmax with the target's max subtracted and ``+ 1e-16``, sum of messages)."""
+        conv = self.model.convs[index]
+        if not self.fast_convs:
+            return conv(h, self.msg)
+        w, b, att, bias, slope = self.layers[index]
+        heads, c = att.shape
+        n, d = h.shape[0], heads * c
+        x_lr = torch.addmm(b, h, w)  # [N, 2D]: x_l then x_r
+        x_l = x_lr[:, :d]
+        e = x_l.index_select(0, self.src).add_(x_lr[:, d:].index_select(0, self.dst))
+        F.leaky_relu(e, slope, inplace=True)
+        score = torch.einsum("ehc,hc->eh", e.view(-1, heads, c), att)  # [E', H]
+        top = torch.segment_reduce(score, "max", lengths=self.lengths, unsafe=True)
+        score = score.sub_(top.index_select(0, self.dst)).exp_()
+        denom = torch.segment_reduce(score, "sum", lengths=self.lengths, unsafe=True).add_(1e-16)
+        alpha = score.div_(denom.index_select(0, self.dst))
+        values = alpha.reshape(-1).index_select(0, self.csr_order)
+        adjacency = torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, values, size=(n * heads, n * heads))
+        out = torch.sparse.mm(adjacency, x_l.reshape(n * heads, c))
+        return out.view(n, d).add_(bias)
+
+    def encode(self, inputs: Tensor, slot: int) -> None:
+        """Encode one snapshot ``inputs [N, 2F]`` (values with 0 where unobserved, then the mask)
+        and store its recurrent gate inputs in ring ``slot``."""
+        m = self.model
+        h = m.input_proj(inputs)
+        for i, norm in enumerate(m.norms):
+            h = norm(h + F.elu(self._gatv2(i, h)))  # dropout: identity in eval mode
+        torch.addmm(self.b_in, h, self.w_ih_t, out=self.gates_ring[slot])
+
+    # -- recurrence over the window ---------------------------------------------------------------
+    def risk_logits(self, order: Sequence[int]) -> Tensor:
+        """Logits ``[N]`` of the window whose slots, oldest first, are ``order``."""
+        d, gates, h, c, tmp = self.d, self.gates, self.h, self.c, self.tmp
+        ring = self.gates_ring
+        if self.lstm:
+            # Gates reordered to i, f, o, g. First step: h = c = 0, so the gates are the input part.
+            gates.copy_(ring[order[0]])
+            for k, slot in enumerate(order):
+                if k:
+                    torch.addmm(ring[slot], h, self.w_hh_t, out=gates)
+                gates[:, : 3 * d].sigmoid_()
+                gates[:, 3 * d :].tanh_()
+                if k:
+                    c.mul_(gates[:, d : 2 * d]).addcmul_(gates[:, :d], gates[:, 3 * d :])
+                else:
+                    torch.mul(gates[:, :d], gates[:, 3 * d :], out=c)
+                torch.tanh(c, out=tmp)
+                torch.mul(gates[:, 2 * d : 3 * d], tmp, out=h)
+        else:
+            # Gate order r, z, n (torch.nn.GRU): n = tanh(x_n + r * (W_hn h + b_hn)), h = (1 - z) n + z h.
+            h.zero_()
+            for slot in order:
+                xg = ring[slot]
+                torch.addmm(self.b_hh, h, self.w_hh_t, out=gates)
+                rz = torch.sigmoid(xg[:, : 2 * d] + gates[:, : 2 * d])
+                n = torch.tanh(xg[:, 2 * d :] + rz[:, :d] * gates[:, 2 * d :])
+                z = rz[:, d:]
+                torch.add(n, z * (h - n), out=h)  # (1 - z) n + z h
+        return self.model.head(h).view(-1)
+
+
+def _check_state_fits(
+    state: Any,
+    where: str,
+    model_fp: Mapping[str, str],
+    graph_fp: Mapping[str, Any],
+    window: int | None,
+    metric_names: Sequence[str] | None,
+    has_drift: bool,
+) -> None:
+    """Refuse a state of another model, graph or shape (StateError naming what differs and the fix)."""
+    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        raise StateError(f"{where} is not a monitor state (format {STATE_FORMAT!r}); save one with Monitor.save")
+    graph = state.get("graph", {})
+    if graph != dict(graph_fp):
+        if graph.get("num_services") != graph_fp["num_services"]:
+            what = f"{graph.get('num_services')} services, this graph has {graph_fp['num_services']}"
+        else:
+            what = (
+                f"the same {graph_fp['num_services']} services but other edges "
+                f"({graph.get('num_edges')} edges vs {graph_fp['num_edges']})"
+            )
+        raise StateError(
+            f"{where} was saved for another graph ({what}); load it with the edge_index it was saved with, "
+            "or start a new monitor for this graph"
+        )
+    model = state.get("model", {})
+    version = state.get("model_version")
+    if model.get("config") != model_fp["config"]:
+        raise StateError(
+            f"{where} was saved for a model with config {model.get('config')}, this model has {model_fp['config']}; "
+            f"load the model it was saved with (model_version={version!r}), or start a new monitor"
+        )
+    if model.get("weights_sha256") != model_fp["weights_sha256"]:
+        raise StateError(
+            f"{where} was saved for a model of the same architecture but other weights (model_version={version!r}); "
+            "load the weights it was saved with, or start a new monitor"
+        )
+    settings = state.get("settings", {})
+    if window is not None and (
+        settings.get("window") != window or settings.get("metric_names") != list(metric_names or ())
+    ):
+        raise StateError(
+            f"{where} has window {settings.get('window')} and metrics {settings.get('metric_names')}, this monitor "
+            f"{window} and {list(metric_names or ())}; rebuild it with Monitor.load(path, model, edge_index)"
+        )
+    if (state.get("drift") is None) == has_drift:
+        has = "holds" if state.get("drift") is not None else "holds no"
+        raise StateError(
+            f"{where} {has} drift-detector state but the monitor has {'a' if has_drift else 'no'} detector; "
+            "pass drift= a detector built with the same settings (or None) to match"
+        )
+
+
+# ----------------------------------------------------------------------------- the monitor
+
+
+def _int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+class Monitor:
+    """Streaming risk, cascade score and alarms, one telemetry step at a time (module docstring).
+
+    Args:
+        model: a trained :class:`~tgad_lite.temporal.TemporalGAT` (put in eval mode, moved to ``device``).
+        edge_index: ``[2, E]`` caller -> callee ids of the watched services (array or tensor).
+        normaliser: how raw telemetry becomes model input: an :class:`OnlineNormaliser` (e.g.
+            ``OnlineNormaliser.from_reference(x_train, mask_train)``), or the model's training
+            :class:`~tgad_lite.data.microservices.ServiceNormaliser` (then fixed, unless
+            ``reference`` is given). Its ``N`` is the number of services the monitor watches.
+        window: ``S``, steps per window: the window length the model was trained with.
+        reference: ``(x [T, N, F], mask)`` raw reference data, with a ``ServiceNormaliser`` only:
+            builds ``OnlineNormaliser(normaliser, reference)`` (Welford adaptation on).
+        metric_names: the ``F`` metric names (default: the simulator's four when ``F == 4``).
+        drift: a drift detector (``update`` / ``state_dict`` / ``load_state_dict``), or None.
+        freeze_on_alarm: do not learn alarmed services' values into the statistics (all of them on
+            a system alarm).
+        risk_threshold, cascade_threshold: ``"spot"`` (streaming SPOT, see the module docstring) or a
+            fixed number (alarm when the score exceeds it).
+        spot_q, spot_level: SPOT's risk ``q`` (probability that a normal step alarms) and initial
+            quantile ``level``; ``calibration``: scored steps each SPOT calibrates on.
+        model_version: recorded in every :class:`StepResult`.
+        device: where the model runs ("cpu", "cuda", "auto").
+        fast: False runs the full ``TemporalGAT.forward`` over the window each step (the naive
+            reference for tests and the benchmark; same outputs, much slower).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        edge_index: Any,
+        *,
+        normaliser: OnlineNormaliser | ServiceNormaliser,
+        window: int,
+        reference: tuple[Any, Any] | None = None,
+        metric_names: Sequence[str] | None = None,
+        drift: DriftDetectorLike | None = None,
+        freeze_on_alarm: bool = True,
+        risk_threshold: float | str = "spot",
+        cascade_threshold: float | str = "spot",
+        spot_q: float = 1e-3,
+        spot_level: float = 0.98,
+        calibration: int = 500,
+        model_version: str | None = None,
+        device: str | torch.device = "cpu",
+        fast: bool = True,
+    ) -> None:
+        if isinstance(normaliser, ServiceNormaliser):
+            normaliser = OnlineNormaliser(normaliser, reference, adapt=reference is not None)
+        elif isinstance(normaliser, OnlineNormaliser):
+            if reference is not None:
+                raise ValueError(
+                    "reference is for a ServiceNormaliser; an OnlineNormaliser already holds its reference statistics"
+                )
+        else:
+            raise ValueError(
+                "normaliser must be an OnlineNormaliser (e.g. OnlineNormaliser.from_reference(x_train, mask_train)) or "
+                f"the model's training ServiceNormaliser, got {type(normaliser).__name__}; the model expects robust "
+                "z-scores (see tgad_lite.monitor.normaliser)"
+            )
+        self.normaliser = normaliser
+        self.num_services, self.num_features = normaliser.shape
+        self.window = _int("window", window, 1)
+        if not isinstance(freeze_on_alarm, bool) or not isinstance(fast, bool):
+            raise ValueError("freeze_on_alarm and fast must be True or False")
+        self.freeze_on_alarm, self.fast = freeze_on_alarm, fast
+        if metric_names is None:
+            metric_names = METRICS if self.num_features == len(METRICS) else [f"m{i}" for i in range(self.num_features)]
+        self.metric_names = tuple(str(m) for m in metric_names)
+        if len(self.metric_names) != self.num_features:
+            raise ValueError(f"metric_names has {len(self.metric_names)} names for F = {self.num_features} metrics")
+        try:
+            self.edge_index = check_edge_index(edge_index, self.num_services)
+        except ValueError as exc:
+            raise ValueError(f"edge_index does not fit the normaliser's N = {self.num_services}: {exc}") from None
+        self.calibration = _int("calibration", calibration, 1)
+        spot = (spot_q, spot_level, self.calibration)
+        self.risk_gate = _StreamThreshold("risk_threshold", risk_threshold, *spot)
+        self.cascade_gate = _StreamThreshold("cascade_threshold", cascade_threshold, *spot)
+        self._check_detector(drift)
+        self.drift = drift
+        self.device = resolve_device(device)
+        self._cascade = _Cascade(self.edge_index, self.num_services)
+        # one tensor for the naive path: TemporalGAT caches its union graph per edge_index tensor
+        self._edge_tensor = torch.from_numpy(self.edge_index.copy()).to(self.device)
+        self._graph_fp = graph_fingerprint(self.edge_index, self.num_services)
+        n, f, s = self.num_services, self.num_features, self.window
+        # The rolling RAW window (what swap_model re-encodes from), its mask and its normalised form.
+        self.raw = np.full((s, n, f), np.nan, dtype=np.float64)
+        self.mask = np.zeros((s, n, f), dtype=bool)
+        self.normalised = np.full((s, n, f), np.nan, dtype=np.float32)
+        self._inputs = np.zeros((n, 2 * f), dtype=np.float32)  # reused every step
+        self._inputs_t = torch.from_numpy(self._inputs)
+        self.step_count = 0
+        self.model_version: str | None = None
+        self._set_model(model, model_version)
+
+    def _check_detector(self, drift: Any) -> None:
+        """A detector must watch these ``N`` services and metrics: found now, not halfway through a step."""
+        if drift is None:
+            return
+        missing = [
+            name for name in ("update", "state_dict", "load_state_dict") if not callable(getattr(drift, name, None))
+        ]
+        if missing:
+            raise ValueError(
+                f"drift must be a drift detector (update, state_dict, load_state_dict); it lacks {missing}"
+            )
+        n = getattr(drift, "num_services", self.num_services)
+        names = tuple(getattr(drift, "metric_names", self.metric_names))
+        if n != self.num_services or names != self.metric_names:
+            raise ValueError(
+                f"the drift detector watches {n} services and metrics {list(names)}, the monitor {self.num_services} "
+                f"and {list(self.metric_names)}; build it as DriftDetector(N, metric_names) with the monitor's"
+            )
+
+    # -- model ------------------------------------------------------------------------------------
+    def _set_model(self, model: nn.Module, version: str | None) -> None:
+        want = getattr(model, "num_features", None)
+        if want != self.num_features or not hasattr(model, "rnn"):
+            raise ValueError(
+                f"model must be a TemporalGAT reading F = {self.num_features} metrics per service (the normaliser's), "
+                f"got {type(model).__name__} with num_features={want!r}"
+            )
+        if version is not None and not isinstance(version, str):
+            raise ValueError(f"model_version must be a string (e.g. 'v0002') or None, got {version!r}")
+        model.to(self.device).eval()
+        self.model = model
+        self.model_version = version
+        self._model_fp = model_fingerprint(model)
+        self._path = _SnapshotModel(model, self.edge_index, self.num_services, self.window, self.device)
+        self._rebuild_cache()
+
+    def _rebuild_cache(self) -> None:
+        """Encode the snapshots of the current window again (after a model swap or a restore)."""
+        for t in range(max(0, self.step_count - self.window), self.step_count):
+            slot = t % self.window
+            self._fill_inputs(self.normalised[slot], self.mask[slot])
+            with torch.inference_mode():
+                self._path.encode(self._inputs_t.to(self.device), slot)
+
+    def swap_model(self, model: nn.Module, version: str, *, normaliser: OnlineNormaliser | None = None) -> None:
+        """Score with ``model`` from the next step on, recorded as ``version``.
+
+        The gate cache is rebuilt for the new model from the rolling window, so the next step's
+        risk is what the new model gives on that window. ``normaliser``: a new
+        :class:`OnlineNormaliser` (same ``[N, F]``) for a model trained on other statistics; the
+        raw window is then normalised again with it. Without it the window keeps its normalised values.
+        """
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"version must be a non-empty string naming the model (e.g. 'v0002'), got {version!r}")
+        if normaliser is not None:
+            if not isinstance(normaliser, OnlineNormaliser) or normaliser.shape != self.normaliser.shape:
+                raise ValueError(
+                    f"normaliser must be an OnlineNormaliser of shape {self.normaliser.shape}, got {normaliser!r}"
+                )
+        old = (self.model, self.model_version, self._model_fp, self._path, self.normaliser, self.normalised.copy())
+        try:
+            if normaliser is not None:
+                self.normaliser = normaliser
+                for t in range(max(0, self.step_count - self.window), self.step_count):
+                    slot = t % self.window
+                    self.normalised[slot] = normaliser.transform(self.raw[slot])
+            self._set_model(model, version)
+        except Exception:
+            self.model, self.model_version, self._model_fp, self._path, self.normaliser, self.normalised[:] = old
+            raise
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _check_step(self, x_t: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``x_t`` and ``mask`` as float64 ``[N, F]`` and bool ``[N, F]``, or a ValueError with the fix."""
+        if isinstance(x_t, Tensor):
+            x_t = x_t.detach().cpu().numpy()
+        arr = np.asarray(x_t)
+        n, f = self.num_services, self.num_features
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"x_t must be a numeric array [N, F] = ({n}, {f}), got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"x_t must be ONE step [N, F] = ({n}, {f}) (services, metrics), got shape {arr.shape}; "
+                "feed a series [T, N, F] one step at a time: for x in series: monitor.step(x)"
+            )
+        if arr.shape[0] != n:
+            raise ValueError(
+                f"x_t has {arr.shape[0]} services but this monitor watches N = {n} (its graph and normaliser); "
+                "an unknown or missing service is not guessed: send all N rows in the graph's order with mask False "
+                "for services that did not report, or build a new monitor (and model normaliser) for the new topology"
+            )
+        if arr.shape[1] != f:
+            raise ValueError(
+                f"x_t has {arr.shape[1]} metrics per service but the model reads F = {f} "
+                f"({', '.join(self.metric_names)}); "
+                "send the same metrics in the same order, with mask False for any that are missing"
+            )
+        x = arr.astype(np.float64)
+        finite = np.isfinite(x)
+        if mask is None:
+            if not finite.all():
+                bad = int((~finite).sum())
+                first = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise ValueError(
+                    f"x_t has {bad} NaN or infinite value(s) (first at [service, metric] {first}) and no mask; "
+                    "pass mask=np.isfinite(x_t) (True = observed) so missing values reach the model as missing, "
+                    "never as numbers"
+                )
+            return x, finite
+        if isinstance(mask, Tensor):
+            mask = mask.detach().cpu().numpy()
+        m = np.asarray(mask)
+        if m.shape != (n, f) or m.dtype != np.bool_:
+            raise ValueError(
+                f"mask must be a bool array [N, F] = ({n}, {f}) (True = observed), got {m.dtype} {m.shape}; "
+                "e.g. mask=np.isfinite(x_t)"
+            )
+        bad = m & ~finite
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"x_t has {int(bad.sum())} NaN or infinite value(s) where mask says observed (first at "
+                f"[service, metric] {first}); set mask False there (missing) or send real readings"
+            )
+        return x, m.copy()
+
+    def _fill_inputs(self, z: np.ndarray, m: np.ndarray) -> None:
+        """The model's input for one snapshot, ``[N, 2F]``: values (0 where unobserved), then the mask."""
+        f = self.num_features
+        np.copyto(self._inputs[:, :f], np.where(m, z, np.float32(0.0)))
+        np.copyto(self._inputs[:, f:], m)
+
+    def _window_slots(self) -> list[int]:
+        t = self.step_count  # the step just stored
+        return [(t - self.window + 1 + i) % self.window for i in range(self.window)]
+
+    def _risk_now(self) -> np.ndarray:
+        """Risk ``[N]`` float64 of the window ending at the step just stored."""
+        with torch.inference_mode():
+            if self.fast:
+                logits = self._path.risk_logits(self._window_slots())
+            else:
+                slots = self._window_slots()
+                x = torch.from_numpy(self.normalised[slots][None]).to(self.device)
+                m = torch.from_numpy(self.mask[slots][None]).to(self.device)
+                logits = self.model(x, self._edge_tensor, m).logits[0]
+            return torch.sigmoid(logits.float()).double().cpu().numpy()
+
+    def step(self, x_t: Any, mask: Any = None) -> StepResult:
+        """Feed one step ``x_t [N, F]`` (raw telemetry; NaN allowed only where ``mask [N, F]`` is False).
+
+        Returns the :class:`StepResult` of this step. A step refused with a ValueError changes nothing.
+        """
+        x, m = self._check_step(x_t, mask)
+        t, slot, n = self.step_count, self.step_count % self.window, self.num_services
+        z = self.normaliser.transform(x)
+        self.raw[slot], self.mask[slot], self.normalised[slot] = x, m, z
+        if self.fast:
+            self._fill_inputs(z, m)
+            with torch.inference_mode():
+                self._path.encode(self._inputs_t.to(self.device), slot)
+        risk = cascade = risk_thr = cascade_thr = None
+        alarms = np.zeros(n, dtype=bool)
+        system_alarm = False
+        if t >= self.window - 1:
+            risk = self._risk_now()
+            cascade = self._cascade(risk)
+            risk_thr = self.risk_gate.current()
+            peak = float(risk.max())
+            if self.risk_gate.update(peak):  # never while calibrating: then risk_thr is None
+                alarms = risk > risk_thr
+            cascade_thr = self.cascade_gate.current()
+            system_alarm = self.cascade_gate.update(cascade)
+        learn = None
+        if self.freeze_on_alarm and (system_alarm or alarms.any()):
+            learn = np.zeros(n, dtype=bool) if system_alarm else ~alarms
+        self.normaliser.update(x, m, learn)
+        self.step_count = t + 1  # the monitor's step is complete before the detector sees it
+        drift = None
+        if self.drift is not None:
+            scores = {} if risk is None else {"max_risk": float(risk.max()), "cascade": float(cascade)}
+            values = np.where(m, x, np.nan)
+            drift = self.drift.update(t, values, m, scores)
+        return StepResult(t, risk, cascade, alarms, system_alarm, drift, self.model_version, risk_thr, cascade_thr)
+
+    def run(self, x: Any, mask: Any = None) -> list[StepResult]:
+        """:meth:`step` over every step of ``x [T, N, F]`` (``mask [T, N, F]`` or None), in order."""
+        arr = np.asarray(x)
+        if arr.ndim != 3:
+            raise ValueError(f"x must be a series [T, N, F], got shape {arr.shape}; use step() for one step")
+        m = None if mask is None else np.asarray(mask)
+        return [self.step(arr[i], None if m is None else m[i]) for i in range(arr.shape[0])]
+
+    # -- state ------------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings (besides model, graph, normaliser, detector), as saved in the state."""
+        return {
+            "window": self.window,
+            "metric_names": list(self.metric_names),
+            "freeze_on_alarm": self.freeze_on_alarm,
+            "risk_threshold": self.risk_gate.settings(),
+            "cascade_threshold": self.cascade_gate.settings(),
+            "spot_q": self.risk_gate.q,
+            "spot_level": self.risk_gate.level,
+            "calibration": self.calibration,
+            "fast": self.fast,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (see the module docstring); arrays and plain values only."""
+        return {
+            "format": STATE_FORMAT,
+            "settings": self.settings(),
+            "model": dict(self._model_fp),
+            "graph": dict(self._graph_fp),
+            "model_version": self.model_version,
+            "step": self.step_count,
+            "raw": self.raw.copy(),
+            "mask": self.mask.copy(),
+            "normalised": self.normalised.copy(),
+            "gates": self._path.gates_ring.detach().cpu().numpy().copy(),
+            "normaliser": self.normaliser.state_dict(),
+            "risk_threshold": self.risk_gate.state_dict(),
+            "cascade_threshold": self.cascade_gate.state_dict(),
+            "drift": None if self.drift is None else self.drift.state_dict(),
+        }
+
+    def _check_fits(self, state: Mapping[str, Any], where: str) -> None:
+        _check_state_fits(
+            state, where, self._model_fp, self._graph_fp, self.window, self.metric_names, self.drift is not None
+        )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict` of a monitor of the same model and graph).
+
+        Refused (:class:`~tgad_lite.monitor.state.StateError`, nothing changed) for a state of
+        another model, graph, window or metrics, or with/without a detector when this one differs.
+        """
+        self._check_fits(state, "the state")
+        n, f, s = self.num_services, self.num_features, self.window
+        raw = np.asarray(state["raw"], dtype=np.float64)
+        mask = np.asarray(state["mask"])
+        normalised = np.asarray(state["normalised"], dtype=np.float32)
+        gates = np.asarray(state["gates"], dtype=np.float32)
+        if raw.shape != (s, n, f) or mask.shape != (s, n, f) or mask.dtype != np.bool_ or normalised.shape != (s, n, f):
+            raise StateError(f"the state's window arrays do not have shape {(s, n, f)}: a damaged state")
+        if gates.shape != tuple(self._path.gates_ring.shape):
+            want = tuple(self._path.gates_ring.shape)
+            raise StateError(f"the state's gate cache has shape {gates.shape}, expected {want}: a damaged state")
+        normaliser = OnlineNormaliser.from_state(state["normaliser"])
+        if normaliser.shape != (n, f):
+            raise StateError(f"the state's normaliser is {normaliser.shape}, the monitor ({n}, {f})")
+        risk_gate = _StreamThreshold("risk_threshold", "spot", 1e-3, 0.98, 1)
+        cascade_gate = _StreamThreshold("cascade_threshold", "spot", 1e-3, 0.98, 1)
+        risk_gate.load_state_dict(state["risk_threshold"])
+        cascade_gate.load_state_dict(state["cascade_threshold"])
+        if self.drift is not None:
+            self.drift.load_state_dict(state["drift"])  # refuses a state of another shape/config itself
+        self.raw[:], self.mask[:], self.normalised[:] = raw, mask, normalised
+        with torch.inference_mode():
+            self._path.gates_ring.copy_(torch.from_numpy(gates))
+        self.normaliser, self.risk_gate, self.cascade_gate = normaliser, risk_gate, cascade_gate
+        self.step_count = int(state["step"])
+        self.model_version = state["model_version"]
+
+    def save(self, path: str | os.PathLike, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write :meth:`state_dict` to ``path`` (``.npz``) atomically (temporary file, then ``os.replace``).
+
+        ``extra``: the caller's own notes (plain values), kept under the state's ``"extra"`` key
+        (e.g. where in a series the monitor started); :meth:`load` ignores them.
+        """
+        return save_state(path, {**self.state_dict(), "extra": dict(extra or {})})
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: nn.Module,
+        edge_index: Any,
+        *,
+        drift: DriftDetectorLike | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Monitor:
+        """A monitor continuing from the state saved at ``path``, scoring with ``model`` on ``edge_index``.
+
+        Refuses (:class:`~tgad_lite.monitor.state.StateError`) a state saved for another model
+        (config or weights) or another graph; ``drift``: the detector to restore (required exactly
+        when the state holds one).
+        """
+        state = load_state(path)
+        settings = dict(state.get("settings", {}))
+        num_services = state.get("graph", {}).get("num_services")
+        try:
+            edges = check_edge_index(edge_index, int(num_services))
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"{path} was saved for another graph ({exc})") from None
+        graph_fp = graph_fingerprint(edges, int(num_services))
+        _check_state_fits(state, str(path), model_fingerprint(model), graph_fp, None, None, drift is not None)
+        normaliser = OnlineNormaliser.from_state(state["normaliser"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the thresholds are replaced by the saved ones below
+            monitor = cls(
+                model,
+                edge_index,
+                normaliser=normaliser,
+                window=settings["window"],
+                metric_names=settings["metric_names"],
+                drift=drift,
+                freeze_on_alarm=settings["freeze_on_alarm"],
+                risk_threshold=settings["risk_threshold"],
+                cascade_threshold=settings["cascade_threshold"],
+                spot_q=settings["spot_q"],
+                spot_level=settings["spot_level"],
+                calibration=settings["calibration"],
+                model_version=state.get("model_version"),
+                device=device,
+                fast=settings["fast"],
+            )
+        monitor._check_fits(state, str(path))
+        monitor.load_state_dict(state)
+        return monitor
+
+    def __repr__(self) -> str:
+        return (
+            f"Monitor(N={self.num_services}, F={self.num_features}, window={self.window}, step={self.step_count}, "
+            f"model_version={self.model_version!r}, normaliser={self.normaliser!r})"
+        )
