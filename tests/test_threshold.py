@@ -17,6 +17,7 @@ from tgad_lite.anomaly.threshold import (
     best_f1_threshold,
     dynamic_threshold,
     exponential_log_likelihood,
+    fit_gpd,
     gpd_log_likelihood,
     percentile_threshold,
     pot_threshold,
@@ -116,6 +117,54 @@ def test_exponential_data_is_not_pushed_to_a_heavy_tail():
     assert abs(c) < 0.03
 
 
+def _gpd_samples() -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    out = []
+    for shape in (-0.45, -0.2, 0.0, 0.15, 0.4, 0.8):
+        for n in (12, 60, 400):
+            out.append(stats.genpareto(shape, scale=rng.uniform(0.05, 20.0)).rvs(n, random_state=rng))
+    out.append(np.abs(rng.standard_t(2, 300)))  # heavy, not GPD
+    out.append(rng.uniform(0.0, 1.0, 200))  # bounded: shape -1 is the truth, the fit stays in xi > -1
+    return out
+
+
+@pytest.mark.parametrize("i", range(20))
+def test_fit_gpd_is_at_least_as_likely_as_scipy(i):
+    y = _gpd_samples()[i]
+    c, s = fit_gpd(y)
+    ours = gpd_log_likelihood(y, c, s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c_sp, _, s_sp = stats.genpareto.fit(y, floc=0)
+    theirs = gpd_log_likelihood(y, c_sp, s_sp) if c_sp > -1 else -math.inf
+    assert ours >= theirs - 1e-7 * abs(theirs)
+    assert ours >= exponential_log_likelihood(y) - 1e-9  # never below the nested shape-0 model
+    assert c > -1 and s > 0
+
+
+def test_fit_gpd_profile_formula_and_recovery_on_a_large_sample():
+    # The one-variable profile likelihood: at x = xi / sigma with xi = mean(log(1 + x y)) it equals the
+    # two-parameter likelihood, so maximising it over x maximises the GPD likelihood.
+    y = stats.genpareto(0.25, scale=2.0).rvs(200_000, random_state=np.random.default_rng(5))
+    c, s = fit_gpd(y)
+    assert c == pytest.approx(0.25, abs=0.01) and s == pytest.approx(2.0, rel=0.02)
+    x = c / s
+    assert c == pytest.approx(np.log1p(x * y).mean(), rel=1e-12)
+    # a perturbed (xi, sigma) is less likely: the fit is a maximum
+    best = gpd_log_likelihood(y, c, s)
+    for dc, ds in ((0.01, 0), (-0.01, 0), (0, 0.01), (0, -0.01)):
+        assert gpd_log_likelihood(y, c + dc, s * (1 + ds)) < best
+
+
+def test_fit_gpd_exponential_data_and_bad_input():
+    c, s = fit_gpd(np.random.default_rng(3).exponential(2.0, 20_000))
+    assert abs(c) < 0.03 and s == pytest.approx(2.0, rel=0.03)
+    with pytest.raises(ValueError, match="excesses must be >= 0"):
+        fit_gpd([1.0, -0.5, 2.0])
+    with pytest.raises(ValueError, match="all excesses are 0"):
+        fit_gpd([0.0, 0.0, 0.0])
+
+
 # --------------------------------------------------------------------------------------------
 # guards
 
@@ -210,6 +259,36 @@ def test_spot_update_learns_from_normal_scores_not_from_alarms():
     assert alarms.mean() < 0.01  # same distribution, risk 1e-3
 
 
+def test_spot_state_dict_continues_exactly_and_refuses_other_settings():
+    rng = np.random.default_rng(4)
+    calib, stream = rng.standard_t(df=4, size=3000), rng.standard_t(df=4, size=1500)
+    whole = SPOT(q=1e-3, level=0.97).fit(calib)
+    a1, t1 = whole.run(stream)
+    first = SPOT(q=1e-3, level=0.97).fit(calib)
+    first.run(stream[:700])
+    state = first.state_dict()
+    assert state["peaks"].dtype == np.float64 and isinstance(state["result"], dict)
+    resumed = SPOT(q=1e-3, level=0.97)
+    resumed.load_state_dict(state)
+    a2, t2 = resumed.run(stream[700:])
+    assert np.array_equal(a1[700:], a2) and np.array_equal(t1[700:], t2)
+    assert resumed.num_peaks == whole.num_peaks and resumed.n == whole.n
+    with pytest.raises(ValueError, match=r"\(q, level, min_peaks, min_shape\)"):
+        SPOT(q=1e-2, level=0.97).load_state_dict(state)
+    with pytest.raises(ValueError, match="not of a DSPOT"):
+        DSPOT(q=1e-3, level=0.97).load_state_dict(state)
+    # DSPOT carries its moving-mean window too
+    d_whole = DSPOT(q=1e-3, level=0.97, depth=5).fit(calib)
+    d_alarms, _ = d_whole.run(stream)
+    d_first = DSPOT(q=1e-3, level=0.97, depth=5).fit(calib)
+    d_first.run(stream[:700])
+    d_resumed = DSPOT(q=1e-3, level=0.97, depth=5)
+    d_resumed.load_state_dict(d_first.state_dict())
+    assert np.array_equal(d_resumed.run(stream[700:])[0], d_alarms[700:])
+    with pytest.raises(ValueError, match="depth=5, this DSPOT has depth=6"):
+        DSPOT(q=1e-3, level=0.97, depth=6).load_state_dict(d_first.state_dict())
+
+
 def test_spot_refuses_use_before_fit_and_bad_scores():
     with pytest.raises(RuntimeError, match=r"call \.fit"):
         SPOT().update(1.0)
@@ -241,7 +320,8 @@ def test_dspot_fit_is_pot_on_scores_relative_to_the_previous_window():
     depth = 7
     rel = np.array([x[i] - x[i - depth : i].mean() for i in range(depth, x.size)])
     dspot = DSPOT(q=1e-3, level=0.98, depth=depth).fit(x)
-    assert dspot.relative_threshold == pytest.approx(pot_threshold(rel, level=0.98, q=1e-3).threshold, rel=1e-9)
+    # rel=1e-6: the likelihood is flat at its optimum, so ulp-level differences in `rel` move the fit ~1e-9
+    assert dspot.relative_threshold == pytest.approx(pot_threshold(rel, level=0.98, q=1e-3).threshold, rel=1e-6)
     assert dspot.moving_mean == pytest.approx(x[-depth:].mean())
     with pytest.raises(ValueError, match="depth must be a positive int"):
         DSPOT(depth=0)

@@ -13,9 +13,9 @@ SHA-256 of its weights (names, dtypes, shapes and bytes, in ``state_dict`` order
 number of services and a SHA-256 of its ``edge_index`` as int64. A monitor state carries both and
 ``Monitor.load`` refuses a state saved for another model or graph.
 
-**SPOT state** (:func:`spot_state` / :func:`spot_from_state`): :class:`~tgad_lite.anomaly.threshold.SPOT`
-has no ``state_dict`` of its own; these read and rebuild its settings, peaks, count and current
-tail fit, so a restored SPOT refits exactly as the uninterrupted one.
+**SPOT state** (:func:`spot_state` / :func:`spot_from_state`): :meth:`SPOT.state_dict
+<tgad_lite.anomaly.threshold.SPOT.state_dict>` (settings, peaks, count and current tail fit), so a
+restored SPOT refits exactly as the uninterrupted one.
 
 **Saved models** (:func:`save_monitor_model` / :func:`load_monitor_model`): a package checkpoint
 (:func:`tgad_lite.train.save_checkpoint`: weights, the config that builds the model, atomic,
@@ -27,7 +27,6 @@ threshold and free-form metadata (what it was trained on).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tgad_lite.anomaly.threshold import SPOT, PotResult
+from tgad_lite.anomaly.threshold import SPOT
 from tgad_lite.data.microservices.windows import ServiceNormaliser
 
 __all__ = [
@@ -103,30 +102,13 @@ def spot_state(spot: SPOT) -> dict[str, Any]:
     """Everything a :class:`SPOT` holds, as plain values and arrays (its tail fit included)."""
     if type(spot) is not SPOT:
         raise TypeError(f"spot_state handles SPOT only, got {type(spot).__name__}")
-    result = None
-    if spot.result is not None:
-        result = dataclasses.asdict(spot.result)
-        result["warnings"] = list(result["warnings"])
-    return {
-        "q": float(spot.q),
-        "level": float(spot.level),
-        "min_peaks": int(spot.min_peaks),
-        "min_shape": float(spot.min_shape),
-        "n": int(spot.n),
-        "peaks": np.asarray(spot._peaks, dtype=np.float64),  # SPOT keeps them private: see the module docstring
-        "result": result,
-    }
+    return spot.state_dict()
 
 
 def spot_from_state(state: Mapping[str, Any]) -> SPOT:
     """The :class:`SPOT` that :func:`spot_state` described, ready to continue exactly."""
     spot = SPOT(state["q"], state["level"], min_peaks=int(state["min_peaks"]), min_shape=float(state["min_shape"]))
-    spot.n = int(state["n"])
-    spot._peaks = [float(v) for v in np.asarray(state["peaks"], dtype=np.float64)]
-    if state["result"] is not None:
-        fields = dict(state["result"])
-        fields["warnings"] = tuple(fields.get("warnings", ()))
-        spot.result = PotResult(**fields)
+    spot.load_state_dict(dict(state))
     return spot
 
 
