@@ -6,7 +6,7 @@ PROFILE ?= smoke
 STAMP   := $(VENV)/.tgad-installed
 KERNEL  := tgad-lite
 
-.PHONY: install run test lint lab bench bench-mtad bench-temporal clean
+.PHONY: install run test lint lab bench bench-mtad bench-temporal bench-monitor site clean
 
 # Re-installs when the dependency list changes; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -41,5 +41,13 @@ bench-mtad: $(STAMP)
 bench-temporal: $(STAMP)
 	$(PY) benchmarks/temporal_gat.py $(ARGS)
 
+bench-monitor: $(STAMP)
+	$(PY) benchmarks/monitor.py $(ARGS)
+
+# The book: the newest runs/<timestamp> (SITE_RUNS=<run folder> to choose) built into build/site/html,
+# then checked in headless Chromium when it is installed (screenshots in build/site/screenshots).
+site: $(STAMP)
+	SITE_RUNS="$(SITE_RUNS)" $(PY) -m tgad_lite.site build $(ARGS)
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build/site
