@@ -103,7 +103,6 @@ false-alarm and detection-delay measurements of ``benchmarks/drift_alarms.py``.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +111,8 @@ import numpy as np
 from scipy.special import kolmogorov
 from scipy.stats import false_discovery_control
 
+from tgad_lite.checks import int_at_least as _int
+from tgad_lite.checks import real_in as _real
 from tgad_lite.data.microservices.windows import robust_center_scale
 
 __all__ = [
@@ -207,22 +208,6 @@ class ReplayResult:
 
 
 # ----------------------------------------------------------------------------- argument checks
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _real(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- the KS test

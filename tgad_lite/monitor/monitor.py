@@ -79,6 +79,7 @@ from torch import Tensor, nn
 
 from tgad_lite.anomaly.cascade import check_edge_index
 from tgad_lite.anomaly.threshold import SPOT
+from tgad_lite.checks import int_at_least as _int
 from tgad_lite.data.microservices.telemetry import METRICS
 from tgad_lite.data.microservices.windows import ServiceNormaliser
 from tgad_lite.device import resolve_device
@@ -423,12 +424,6 @@ def _check_state_fits(
 
 
 # ----------------------------------------------------------------------------- the monitor
-
-
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def _model_device(model: nn.Module) -> torch.device:

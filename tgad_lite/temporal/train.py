@@ -44,7 +44,6 @@ the no-graph model (``graph=False``) sit in the same table as the baselines.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -59,6 +58,8 @@ from torch import nn
 
 from tgad_lite.anomaly.cascade import check_edge_index
 from tgad_lite.anomaly.service_baselines import ServiceRiskModel, check_windows
+from tgad_lite.checks import int_at_least as _int
+from tgad_lite.checks import real_in
 from tgad_lite.data.microservices import (
     ServiceGraph,
     ServiceNormaliser,
@@ -140,20 +141,8 @@ class TrainResult:
 # ----------------------------------------------------------------------------- argument checks
 
 
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 def _real(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = True) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
+    return real_in(name, value, low, high, low_open=low_open, high_open=high_open)
 
 
 def _uses_graph(model: nn.Module) -> bool:
