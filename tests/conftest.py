@@ -56,3 +56,15 @@ def run_notebook_once(tmp_path_factory, data_mirror):
         return cache[key]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models: on a shared 2-core machine two OpenMP threads
+    spinning against other processes made a one-second training take over half a minute."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -33,14 +33,8 @@ def sine(t: int, offset: int = 0, seed: int = 0) -> np.ndarray:
     return clean + 0.05 * np.random.default_rng(seed).standard_normal((t, F))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads spinning against other processes on
-    a shared 2-core machine made a 2 s fit take minutes."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models run fastest on one torch thread (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

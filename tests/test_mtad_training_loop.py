@@ -28,12 +28,8 @@ def sine(t: int, seed: int = 0) -> np.ndarray:
     return clean + 0.05 * np.random.default_rng(seed).standard_normal((t, F))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models run fastest on one torch thread (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scripted_validation(monkeypatch, totals: list[float]) -> list[dict]:

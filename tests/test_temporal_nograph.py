@@ -12,14 +12,8 @@ from tgad_lite.temporal import TemporalGAT, predict_risk, train_risk_model
 F_METRICS = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads spinning against other processes on a
-    shared 2-core machine made a one-second training take over half a minute."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models run fastest on one torch thread (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(graph: bool, seed: int = 0, **kwargs) -> TemporalGAT:

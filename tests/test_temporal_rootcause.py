@@ -28,12 +28,8 @@ MSG = np.array([[0, 0, 1, 0, 1, 2], [1, 2, 2, 0, 1, 2]])
 ATT = np.array([0.6, 0.3, 0.5, 1.0, 0.4, 0.2])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models run fastest on one torch thread (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_attention_flow_by_hand():

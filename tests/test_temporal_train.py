@@ -28,14 +28,8 @@ WINDOW = 6
 FAST = {"epochs": 5, "patience": 5, "batch_size": 64, "device": "cpu", "progress": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads spinning against other processes on a
-    shared 2-core machine made a one-second training take over half a minute."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny models run fastest on one torch thread (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int = 0, **kwargs) -> TemporalGAT:
