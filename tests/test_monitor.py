@@ -348,19 +348,63 @@ def test_alarms_follow_streaming_spot_on_the_max_risk_and_the_cascade(dag):
         results = [r for r in (mon.step(s.x, s.mask) for s in dag.steps(REF)) if r.risk is not None]
         peak = np.array([r.risk.max() for r in results])
         cascade = np.array([r.cascade for r in results])
-        for scores, flags, thresholds in (
-            (peak, [r.alarms.any() for r in results], [r.risk_threshold for r in results]),
-            (cascade, [r.system_alarm for r in results], [r.cascade_threshold for r in results]),
+        # the risk SPOT works on logit(max risk) and reports its threshold as a probability
+        logit = np.log(peak) - np.log1p(-peak)
+        sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+        for scores, back, flags, thresholds in (
+            (logit, sigmoid, [r.alarms.any() for r in results], [r.risk_threshold for r in results]),
+            (cascade, lambda v: v, [r.system_alarm for r in results], [r.cascade_threshold for r in results]),
         ):
             assert not any(flags[:calibration]) and all(t is None for t in thresholds[:calibration])
             spot = SPOT(q, 0.9).fit(scores[:calibration])
             want_alarm, want_thr = spot.run(scores[calibration:])
             assert np.array_equal(np.array(flags[calibration:]), want_alarm)
-            assert np.array_equal(np.array(thresholds[calibration:], dtype=float), want_thr)
+            np.testing.assert_allclose(np.array(thresholds[calibration:], dtype=float), back(want_thr), rtol=1e-12)
     alarmed = [r for r in results if r.alarms.any()]
     assert alarmed, "q=0.02 on a hard series raised no alarm: the test checks nothing"
     for r in alarmed:
         assert np.array_equal(r.alarms, r.risk > r.risk_threshold)
+
+
+def test_swap_model_recalibrates_and_calibrate_fits_on_given_normal_scores(dag):
+    calibration = 30
+    mon = Monitor(
+        _model(5),
+        dag.graph.edge_index,
+        normaliser=OnlineNormaliser.from_reference(dag.x[:REF], dag.mask[:REF]),
+        window=WINDOW,
+        calibration=calibration,
+        spot_q=0.02,
+        spot_level=0.9,
+    )
+    steps = list(dag.steps(REF, REF + WINDOW + calibration + 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in steps[: WINDOW + calibration + 5]:
+            mon.step(s.x, s.mask)
+        assert mon.risk_gate.current() is not None and mon.cascade_gate.current() is not None
+        kept = mon.risk_gate.current()
+        mon.swap_model(_model(6), "v2", recalibrate=False)
+        assert mon.risk_gate.current() == kept  # the old tail kept, as asked
+        mon.swap_model(_model(7), "v3")  # default: both gates calibrate again on the new model's scores
+        assert mon.risk_gate.current() is None and mon.cascade_gate.current() is None
+        r = mon.step(steps[-1].x, steps[-1].mask)
+        assert not r.alarms.any() and not r.system_alarm and r.risk_threshold is None
+        # calibrate at once on known-normal scores: the thresholds are SPOT's on them (risk via its logit)
+        normal_peaks = np.linspace(0.05, 0.3, 200)
+        mon.calibrate(risk=normal_peaks, cascade=np.linspace(0.0, 1.0, 200))
+        want = SPOT(0.02, 0.9).fit(np.log(normal_peaks) - np.log1p(-normal_peaks)).threshold
+        assert mon.risk_gate.current() == pytest.approx(1.0 / (1.0 + np.exp(-want)), rel=1e-12)
+        assert mon.cascade_gate.current() == pytest.approx(SPOT(0.02, 0.9).fit(np.linspace(0.0, 1.0, 200)).threshold)
+    fixed = Monitor(
+        _model(5),
+        dag.graph.edge_index,
+        normaliser=OnlineNormaliser.from_reference(dag.x[:REF], dag.mask[:REF]),
+        window=WINDOW,
+        risk_threshold=0.5,
+    )
+    with pytest.raises(ValueError, match="fixed threshold"):
+        fixed.calibrate(risk=normal_peaks)
 
 
 def test_freeze_on_alarm_keeps_alarmed_services_out_of_the_statistics(hard):

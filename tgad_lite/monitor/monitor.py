@@ -135,10 +135,30 @@ class StepResult:
 # ----------------------------------------------------------------------------- thresholds
 
 
-class _StreamThreshold:
-    """A fixed threshold, or a SPOT calibrated on the first ``calibration`` scores (alarm: ``score > threshold``)."""
+_LOGIT_CLIP = 1e-12  # risk is clipped to [c, 1 - c] before the logit: float64 sigmoid outputs reach 1.0 exactly
 
-    def __init__(self, name: str, threshold: float | str, q: float, level: float, calibration: int) -> None:
+
+def _logit(p: float) -> float:
+    p = min(max(p, _LOGIT_CLIP), 1.0 - _LOGIT_CLIP)
+    return math.log(p) - math.log1p(-p)
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+class _StreamThreshold:
+    """A fixed threshold, or a SPOT calibrated on the first ``calibration`` scores (alarm: ``score > threshold``).
+
+    ``logit=True`` (the risk gate): SPOT works on ``logit(risk)`` and the threshold is reported back
+    as a probability. Risk is bounded by 1 and piles up just below it during incidents, where a
+    tail fitted in probability units is squeezed against the bound; in logit units the same
+    ordering has room, and a fixed threshold is still compared in probability units.
+    """
+
+    def __init__(
+        self, name: str, threshold: float | str, q: float, level: float, calibration: int, *, logit: bool = False
+    ) -> None:
         self.name = name
         if isinstance(threshold, str):
             if threshold != "spot":
@@ -150,25 +170,46 @@ class _StreamThreshold:
         else:
             raise ValueError(f"{name} must be 'spot' (a streaming threshold) or a finite number, got {threshold!r}")
         self.q, self.level, self.calibration = float(q), float(level), int(calibration)
+        self.logit = bool(logit)
         self.scores: list[float] = []
         self.spot: SPOT | None = None
+
+    def _to_spot(self, score: float) -> float:
+        return _logit(score) if self.logit else score
 
     def current(self) -> float | None:
         if self.fixed is not None:
             return self.fixed
-        return None if self.spot is None else self.spot.threshold
+        if self.spot is None:
+            return None
+        return _sigmoid(self.spot.threshold) if self.logit else self.spot.threshold
+
+    def calibrate(self, scores: Any) -> None:
+        """Fit the SPOT now on ``scores [K]`` (normal steps, e.g. validation steps outside incidents),
+        instead of on the first ``calibration`` steps of the stream. Not for a fixed threshold."""
+        if self.fixed is not None:
+            raise ValueError(f"{self.name} is a fixed threshold ({self.fixed}); build the monitor with 'spot'")
+        values = np.asarray(scores, dtype=np.float64).ravel()
+        self.spot = SPOT(self.q, self.level).fit(np.array([self._to_spot(float(v)) for v in values]))
+        self.scores = []
+
+    def restart(self) -> None:
+        """Back to calibrating (a SPOT fitted to another model's scores says nothing about a new one)."""
+        if self.fixed is None:
+            self.spot, self.scores = None, []
 
     def update(self, score: float) -> bool:
         """Alarm for ``score``; a SPOT then learns from it (a calibrating one just collects it)."""
         if self.fixed is not None:
             return score > self.fixed
+        value = self._to_spot(score)
         if self.spot is None:
-            self.scores.append(score)
+            self.scores.append(value)
             if len(self.scores) >= self.calibration:
                 self.spot = SPOT(self.q, self.level).fit(np.asarray(self.scores))
                 self.scores = []
             return False
-        return self.spot.update(score)
+        return self.spot.update(value)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -176,6 +217,7 @@ class _StreamThreshold:
             "q": self.q,
             "level": self.level,
             "calibration": self.calibration,
+            "logit": self.logit,
             "scores": np.asarray(self.scores, dtype=np.float64),
             "spot": None if self.spot is None else spot_state(self.spot),
         }
@@ -183,6 +225,7 @@ class _StreamThreshold:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.fixed = None if state["fixed"] is None else float(state["fixed"])
         self.q, self.level, self.calibration = float(state["q"]), float(state["level"]), int(state["calibration"])
+        self.logit = bool(state.get("logit", False))
         self.scores = [float(v) for v in np.asarray(state["scores"], dtype=np.float64)]
         self.spot = None if state["spot"] is None else spot_from_state(state["spot"])
 
@@ -508,7 +551,7 @@ class Monitor:
             raise ValueError(f"edge_index does not fit the normaliser's N = {self.num_services}: {exc}") from None
         self.calibration = _int("calibration", calibration, 1)
         spot = (spot_q, spot_level, self.calibration)
-        self.risk_gate = _StreamThreshold("risk_threshold", risk_threshold, *spot)
+        self.risk_gate = _StreamThreshold("risk_threshold", risk_threshold, *spot, logit=True)
         self.cascade_gate = _StreamThreshold("cascade_threshold", cascade_threshold, *spot)
         self._check_detector(drift)
         self.drift = drift
@@ -572,13 +615,19 @@ class Monitor:
             with torch.inference_mode():
                 self._path.encode(self._inputs_t.to(self.device), slot)
 
-    def swap_model(self, model: nn.Module, version: str, *, normaliser: OnlineNormaliser | None = None) -> None:
+    def swap_model(
+        self, model: nn.Module, version: str, *, normaliser: OnlineNormaliser | None = None, recalibrate: bool = True
+    ) -> None:
         """Score with ``model`` from the next step on, recorded as ``version``.
 
         The gate cache is rebuilt for the new model from the rolling window, so the next step's
         risk is what the new model gives on that window. ``normaliser``: a new
         :class:`OnlineNormaliser` (same ``[N, F]``) for a model trained on other statistics; the
         raw window is then normalised again with it. Without it the window keeps its normalised values.
+        ``recalibrate`` (default): both SPOT thresholds start calibrating again on the new model's
+        scores (a tail fitted to the old model's risk does not describe the new one's: kept, a
+        retrained model alarmed on 288 of its first 289 steps in notebook 07's smoke run); call
+        :meth:`calibrate` after the swap to fit them on known-normal scores at once instead.
         """
         if not isinstance(version, str) or not version:
             raise ValueError(f"version must be a non-empty string naming the model (e.g. 'v0002'), got {version!r}")
@@ -598,6 +647,22 @@ class Monitor:
         except Exception:
             self.model, self.model_version, self._model_fp, self._path, self.normaliser, self.normalised[:] = old
             raise
+        if recalibrate:
+            self.risk_gate.restart()
+            self.cascade_gate.restart()
+
+    def calibrate(self, *, risk: Any = None, cascade: Any = None) -> None:
+        """Fit the SPOT thresholds now on known-normal scores instead of the stream's first steps.
+
+        ``risk [K]``: per-step MAXIMUM risk over services on normal steps; ``cascade [K]``: cascade
+        scores of normal steps (e.g. validation steps outside incidents: labels of the training
+        period are known, and a SPOT calibrated on a span with incidents learns the incidents as its
+        tail and then barely alarms).
+        """
+        if risk is not None:
+            self.risk_gate.calibrate(risk)
+        if cascade is not None:
+            self.cascade_gate.calibrate(cascade)
 
     # -- one step ---------------------------------------------------------------------------------
     def _check_step(self, x_t: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -780,7 +845,7 @@ class Monitor:
         normaliser = OnlineNormaliser.from_state(state["normaliser"])
         if normaliser.shape != (n, f):
             raise StateError(f"the state's normaliser is {normaliser.shape}, the monitor ({n}, {f})")
-        risk_gate = _StreamThreshold("risk_threshold", "spot", 1e-3, 0.98, 1)
+        risk_gate = _StreamThreshold("risk_threshold", "spot", 1e-3, 0.98, 1, logit=True)
         cascade_gate = _StreamThreshold("cascade_threshold", "spot", 1e-3, 0.98, 1)
         risk_gate.load_state_dict(state["risk_threshold"])
         cascade_gate.load_state_dict(state["cascade_threshold"])
