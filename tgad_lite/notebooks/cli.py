@@ -1,4 +1,6 @@
-"""``python -m tgad_lite.notebooks run|list``: run the notebooks into ``runs/<timestamp>/``.
+"""``python -m tgad_lite.notebooks run|list|sweep``: run the notebooks into ``runs/<timestamp>/``.
+
+``sweep`` runs one notebook over a grid of parameters on Dask (see ``tgad_lite.notebooks.sweep``).
 
 Exit codes: 0 every notebook ok, 1 a notebook failed, 2 bad input (nothing ran, no folder was
 created), 130 interrupted with Ctrl-C (partial notebooks saved and marked).
@@ -24,6 +26,7 @@ from tgad_lite.notebooks.runner import (
     check_kernel,
     new_run_dir,
 )
+from tgad_lite.notebooks.sweep import add_sweep_arguments, sweep_command  # dask is imported when a sweep runs
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -127,6 +130,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="show each notebook's parameters: type, default, allowed values, help")
     common(listing)
+
+    sweeping = sub.add_parser(
+        "sweep",
+        help="run one notebook over a grid of parameters and seeds on Dask; resumable; mean ± std table",
+    )
+    add_sweep_arguments(sweeping)
     return parser
 
 
@@ -184,6 +193,8 @@ def _summary(results: Sequence[NotebookResult], not_run: Sequence[str], seconds:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 1 failed, 2 bad input, 130 Ctrl-C)."""
     args = _build_parser().parse_args(argv)
+    if args.command == "sweep":
+        return sweep_command(args)
     try:
         notebooks_dir = args.notebooks_dir or _default_notebooks_dir()
         selected = select_notebooks(find_notebooks(notebooks_dir), args.only)

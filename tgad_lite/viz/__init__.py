@@ -17,6 +17,7 @@ from tgad_lite.viz.graph import (
     edge_widths,
     node_sizes,
 )
+from tgad_lite.viz.sweep import plot_sweep
 from tgad_lite.viz.timeseries import plot_heatmap, plot_with_anomalies, shade_ranges
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "edge_widths",
     "node_sizes",
     "plot_heatmap",
+    "plot_sweep",
     "plot_with_anomalies",
     "shade_ranges",
 ]
