@@ -30,9 +30,10 @@
    service whose risk exceeds the SPOT threshold ``z_q``. Why the maximum and not a SPOT per
    service: (a) ``q`` then bounds what an operator sees, the probability that a normal step raises
    ANY alarm, instead of ``N q`` for ``N`` per-service SPOTs; (b) at most one tail refit per
-   step instead of about ``N (1 - level)``: every new peak refits a GPD with scipy, 14 to 18 ms a
-   fit on this project's shared 2-core machine (20 to 300 peaks), so per-service SPOTs at 1000
-   services (about 20 new peaks a step) would cost some 300 ms per step; (c) a per-service tail
+   step instead of about ``N (1 - level)``: every new peak refits a GPD (about 1 ms with
+   :func:`~tgad_lite.anomaly.threshold.fit_gpd`, 14 to 18 ms with scipy's ``genpareto.fit``), so
+   per-service SPOTs at 1000 services (about 20 new peaks a step) would cost some 20 ms per step,
+   20 times the step's target; (c) a per-service tail
    needs hundreds of calibration steps per service, while the model's risk is one probability scale
    for every service (one sigmoid head trained on all of them). The system alarm: a second SPOT on
    the cascade score. Either may instead be a fixed threshold (``risk_threshold=0.5``, e.g.
