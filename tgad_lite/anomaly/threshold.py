@@ -190,8 +190,14 @@ def fit_gpd(excesses: Any) -> tuple[float, float]:
 
     x_best, ll_best = float(grid[best]), float(ll[best])
     if lo < hi and not lo < 0 < hi:  # refine inside one side of 0 (L is not defined at x = 0)
-        res = minimize_scalar(neg, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12 * max(abs(lo), abs(hi))})
-        if res.success and -res.fun > ll_best:
+        # Outside the support neg() is inf, and Brent's arithmetic on it raises RuntimeWarnings
+        # (inf - inf); the result is checked below, so they are noise, not a failure.
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = minimize_scalar(
+                neg, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12 * max(abs(lo), abs(hi))}
+            )
+        if res.success and math.isfinite(res.fun) and -res.fun > ll_best:
             x_best, ll_best = float(res.x), float(-res.fun)
     shape = float(np.log1p(x_best * y).mean())
     return shape, shape / x_best
