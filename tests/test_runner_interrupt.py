@@ -6,7 +6,6 @@ The runner runs in a subprocess that gets a real SIGINT, as from a terminal's Ct
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _processes import alive, wait_for
 from fixtures.runner_notebooks import PID_CELL, PROBE_CELL, SLEEP_CELL, STUBBORN_CELL, write_notebook
 
 from tgad_lite.notebooks.runner import BANNER_TAG, STATUS_KEY
@@ -24,26 +24,6 @@ RUNNER = (
     "import sys; import tgad_lite.notebooks.runner as r; r.INTERRUPT_GRACE_S = 1.0; "
     "from tgad_lite.notebooks.cli import main; raise SystemExit(main(sys.argv[1:]))"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead, only not yet reaped
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:3]
-    except OSError:
-        return True
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.mark.notebook
@@ -58,7 +38,7 @@ def test_ctrl_c_stops_kernels_saves_marked_notebooks_and_exits_130(tmp_path: Pat
         [sys.executable, "-c", RUNNER, *argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        assert _wait_for(lambda: len(list(runs.glob("*/*/kernel.pid"))) == 2, timeout=120), "kernels did not start"
+        assert wait_for(lambda: len(list(runs.glob("*/*/kernel.pid"))) == 2, timeout=120), "kernels did not start"
         time.sleep(1.0)  # both kernels are now inside their blocking cell
         pids = {p.parent.name.split("-")[0]: int(p.read_text()) for p in runs.glob("*/*/kernel.pid")}
         proc.send_signal(signal.SIGINT)
@@ -68,7 +48,7 @@ def test_ctrl_c_stops_kernels_saves_marked_notebooks_and_exits_130(tmp_path: Pat
             proc.kill()
     assert proc.returncode == 130, err
 
-    assert all(_wait_for(lambda pid=pid: not _alive(pid), timeout=10) for pid in pids.values()), "kernel left behind"
+    assert all(wait_for(lambda pid=pid: not alive(pid), timeout=10) for pid in pids.values()), "kernel left behind"
     assert "Traceback" not in err  # no raw KeyboardInterrupt
     lines = out.splitlines()
     assert lines[-1].startswith("3 notebooks: 0 ok, 0 failed, 2 interrupted, 1 not run in ")

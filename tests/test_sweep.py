@@ -19,37 +19,17 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
+from _processes import alive, wait_for
 from fixtures.sweep_notebooks import flaky_kernel, sweep_notebook
 
 from tgad_lite.notebooks import ParameterError, main, sweep
 from tgad_lite.notebooks.runner import STATUS_KEY
 from tgad_lite.notebooks.sweep import ATTEMPTS, INCOMPLETE_METRICS, RECORD, plan_sweep, read_record
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead, only not yet reaped
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:3]
-    except OSError:
-        return True
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _run_folders(out: Path) -> list[Path]:
@@ -164,7 +144,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(notebook: Path, tm
     killed: dict = {}
 
     def kill_the_worker() -> None:  # waits for seed 1's first run to be inside its blocking cell
-        if _wait_for(lambda: (hold / "pids.json").exists(), timeout=90):
+        if wait_for(lambda: (hold / "pids.json").exists(), timeout=90):
             killed.update(json.loads((hold / "pids.json").read_text()))
             os.kill(killed["worker"], signal.SIGKILL)
 
@@ -185,7 +165,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(notebook: Path, tm
     assert records[1]["pid"] != killed["worker"]  # Dask ran it again on a live worker
     assert sorted(p.name for p in out.rglob("metrics.json")) == ["metrics.json"] * 2  # once per run, nowhere else
     assert not Path(killed["cwd"]).exists() and not (out / ATTEMPTS).exists()  # the dead attempt is gone
-    assert _wait_for(lambda: not _alive(killed["kernel"]), timeout=15), "the orphaned kernel kept running"
+    assert wait_for(lambda: not alive(killed["kernel"]), timeout=15), "the orphaned kernel kept running"
     assert table.set_index("metric").loc["score", "n"] == 2
 
 
@@ -203,7 +183,7 @@ def test_ctrl_c_in_a_terminal_leaves_no_metrics_json_and_the_sweep_resumes(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        ready = _wait_for(lambda: len(list(block.glob("ready-?"))) == 2, timeout=120)
+        ready = wait_for(lambda: len(list(block.glob("ready-?"))) == 2, timeout=120)
         assert ready, "the runs never reached their blocking cell"
         kernels = [int(p.read_text()) for p in block.glob("ready-?")]
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group, workers too
@@ -214,7 +194,7 @@ def test_ctrl_c_in_a_terminal_leaves_no_metrics_json_and_the_sweep_resumes(
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr[-4000:]
     assert "interrupted: partial notebooks are saved and marked" in stdout
-    assert all(_wait_for(lambda pid=pid: not _alive(pid), timeout=10) for pid in kernels), "kernel left behind"
+    assert all(wait_for(lambda pid=pid: not alive(pid), timeout=10) for pid in kernels), "kernel left behind"
 
     folders = _run_folders(out)
     assert len(folders) == 2 and not list(out.rglob("metrics.json"))  # no half file passes for metrics
