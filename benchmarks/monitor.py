@@ -26,6 +26,13 @@ and caches with those jobs, so neither is the idle machine's figure. The cached
 and naive monitors' risks are compared on every timed step (max absolute difference, printed; the
 design says float32 rounding only).
 
+Two more rows per size time the cached step's tensor parts alone, interleaved, on the last window:
+``part: encode one snapshot`` (input projection, two GATv2 layers, the recurrent layer's input
+gates: the only work a new snapshot adds) and ``part: recurrence over window`` (the ``S`` LSTM steps
+over the cached gates and the risk head). Every window restarts the recurrence from a zero state, so
+an exact step cannot cache it: its time is a floor under any exact step of this model on the
+machine. The parts rows' ``values/s`` is what a monitor doing only that part would reach.
+
 Targets (issue 11, informative): p50 step latency at 1000 services x 4 metrics <= 1 ms on CPU.
 """
 
@@ -59,6 +66,10 @@ METRICS = 4
 REFERENCE_STEPS = 300
 TARGET_MS = 1.0  # issue 11: p50 step latency at 1000 services x 4 metrics on CPU
 IMPLS = ("naive", "cached", "cached, fixed thresholds")
+# The two tensor parts of the cached step, timed alone on the last window (no normaliser, no thresholds):
+# the recurrence cannot be cached (every window restarts it from a zero state), so its time is a floor
+# under any exact step of this model.
+PARTS = ("part: encode one snapshot", "part: recurrence over window")
 
 
 @dataclass
@@ -170,9 +181,12 @@ def measure(n: int, args: argparse.Namespace, device: str) -> tuple[list[Row], f
                 cpu[name].append(time.process_time() - start_cpu)
                 risks[name] = r.risk
             diff = max(diff, float(np.abs(risks["cached"] - risks["naive"]).max()))
+        part_times, part_cpu = _time_parts(monitors["cached, fixed thresholds"], args.steps, sync)
+    times.update(part_times)
+    cpu.update(part_cpu)
     rows = []
     naive_p50 = float(np.median(times["naive"])) * 1e3
-    for name in IMPLS:
+    for name in IMPLS + PARTS:
         ms = np.asarray(times[name]) * 1e3
         p50 = float(np.median(ms))
         rows.append(
@@ -188,10 +202,38 @@ def measure(n: int, args: argparse.Namespace, device: str) -> tuple[list[Row], f
                 values_per_s=n * METRICS * len(ms) / (ms.sum() / 1e3),
                 speedup=naive_p50 / p50,
                 steps=len(ms),
-                spot_refits=_refits(monitors[name]) - refits0[name],
+                spot_refits=_refits(monitors[name]) - refits0[name] if name in monitors else 0,
             )
         )
     return rows, diff
+
+
+def _time_parts(monitor: Monitor, steps: int, sync: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU times of the cached step's two tensor parts, ``steps`` calls each, on the monitor's last
+    window: encoding one snapshot (input projection, two GATv2 layers, the recurrent layer's input
+    gates) and the recurrence over the window's cached gates (its ``S`` steps and the risk head)."""
+    path = monitor._path  # the cached encoder of the monitor as shipped
+    slots = monitor._window_slots()
+    slot = slots[-1]
+    inputs = monitor._inputs_t.to(monitor.device)
+    saved = path.gates_ring[slot].clone()
+    calls = {
+        PARTS[0]: lambda: path.encode(inputs, slot),
+        PARTS[1]: lambda: path.risk_logits(slots),
+    }
+    wall: dict[str, list[float]] = {k: [] for k in PARTS}
+    cpu: dict[str, list[float]] = {k: [] for k in PARTS}
+    with torch.inference_mode():
+        for _ in range(steps):
+            for name, call in calls.items():  # interleaved, as the monitors above
+                sync()
+                start, start_cpu = time.perf_counter(), time.process_time()
+                call()
+                sync()
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+        path.gates_ring[slot].copy_(saved)  # encode rewrote the same snapshot's gates: restore exactly
+    return wall, cpu
 
 
 def format_table(rows: list[Row]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from _benchmarks import loaded_benchmark
@@ -29,8 +30,9 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
     assert torch.get_num_threads() == threads  # --threads 1 was undone at the end
     record = json.loads(out.read_text())
     rows = record["rows"]
-    assert [(r["services"], r["impl"]) for r in rows] == [(n, impl) for n in (8, 20) for impl in bench.IMPLS]
-    for block in (rows[:3], rows[3:]):
+    per_size = bench.IMPLS + bench.PARTS
+    assert [(r["services"], r["impl"]) for r in rows] == [(n, impl) for n in (8, 20) for impl in per_size]
+    for block in (rows[: len(per_size)], rows[len(per_size) :]):
         naive = block[0]
         assert naive["impl"] == "naive" and naive["speedup"] == 1.0
         for r in block:
@@ -40,12 +42,31 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
             # throughput: N x F values per step over the mean step time
             assert r["values_per_s"] == pytest.approx(r["services"] * 4 / (r["mean_ms"] / 1e3), rel=1e-9)
         assert block[2]["spot_refits"] == 0  # fixed thresholds never refit
+        assert block[3]["spot_refits"] == block[4]["spot_refits"] == 0  # the parts run no thresholds
     # the cached monitor and the naive full forward gave the same risks
     assert set(record["max_risk_difference"]) == {"cpu N=8", "cpu N=20"}
     assert all(0 <= d <= 1e-5 for d in record["max_risk_difference"].values())
     assert record["check"]["status"] == "SKIPPED"  # N=1000 was not measured
     printed = capsys.readouterr().out
     assert "cached, fixed thresholds" in printed and "target (issue 11" in printed
+    assert "part: recurrence over window" in printed
+
+
+def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
+    """_time_parts re-encodes the last snapshot into its ring slot: the monitor's next steps are unchanged."""
+    args = bench.parse_args(["--sizes", "12", "--calibration", "10", "--window", "4", "--hidden", "8", "--heads", "2"])
+    monitors, tel, _ = bench.build(12, args, "cpu")
+    timed, untouched = monitors["cached, fixed thresholds"], monitors["cached"]
+    untouched.risk_gate, untouched.cascade_gate = timed.risk_gate, timed.cascade_gate  # thresholds aside
+    start = bench.REFERENCE_STEPS
+    for t in range(start, start + 8):
+        timed.step(tel.x[t], tel.mask[t])
+        untouched.step(tel.x[t], tel.mask[t])
+    wall, cpu = bench._time_parts(timed, 3, lambda: None)
+    assert set(wall) == set(cpu) == set(bench.PARTS) and all(len(v) == 3 for v in wall.values())
+    for t in range(start + 8, start + 12):
+        a, b = timed.step(tel.x[t], tel.mask[t]), untouched.step(tel.x[t], tel.mask[t])
+        assert np.array_equal(a.risk, b.risk)
 
 
 def test_the_target_check_reads_the_cached_cpu_row_at_1000(bench):
