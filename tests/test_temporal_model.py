@@ -14,6 +14,7 @@ from _temporal_loop_reference import loop_forward
 
 from tgad_lite.data.microservices import random_service_dag, shop_graph
 from tgad_lite.temporal import TemporalGAT
+from tgad_lite.temporal.model import _edge_softmax
 
 F_METRICS = 4
 
@@ -110,13 +111,13 @@ def test_float32_and_eval_mode_dropout_match_the_loop_reference():
     assert_same(batched, loop, atol=1e-5)
 
 
-def test_one_model_runs_on_other_topologies_and_the_union_cache_follows_the_graph():
+def test_one_model_runs_on_other_topologies_and_sees_an_edited_graph():
     model = make_model()
     graphs = [shop_edges(), random_edges(13, seed=0), random_edges(5, seed=1), shop_edges()]
     assert graphs[1].size(1) != graphs[0].size(1)
     for i, ei in enumerate(graphs):
         n = int(ei.max()) + 1
-        for bsz in (2, 3):  # a second batch size on the same graph: another cache entry, not a stale one
+        for bsz in (2, 3):
             x, mask = windows(bsz, 3, n, seed=10 + i, missing=0.2)
             out = model(x, ei, mask, return_attention=True)
             ref = loop_forward(model, x, ei, mask, return_attention=True)
@@ -124,7 +125,7 @@ def test_one_model_runs_on_other_topologies_and_the_union_cache_follows_the_grap
             torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=1e-10)
             torch.testing.assert_close(out.attention, ref.attention, rtol=0, atol=1e-10)
 
-    # An in-place edit of a cached edge_index is seen (its version counter changes).
+    # An in-place edit of edge_index is seen: nothing about the graph is kept between calls.
     ei = random_edges(13, seed=0)
     x, _ = windows(2, 3, 13, seed=20)
     before = model(x, ei).logits
@@ -318,3 +319,22 @@ def test_a_graph_without_edges_and_int32_ids():
     x, _ = windows(2, 3, 8, seed=13)
     ei = shop_edges()
     torch.testing.assert_close(model(x, ei.int()).logits, model(x, ei).logits, rtol=0, atol=0)
+
+
+def test_edge_softmax_equals_pygs_softmax_with_its_gradient():
+    # The batched layer's softmax along the service axis against torch_geometric.utils.softmax on
+    # the same edges; duplicate edges, a node with one in-edge, and scores far apart (the max shift).
+    from torch_geometric.utils import softmax
+
+    dst = torch.tensor([0, 2, 2, 1, 0, 2, 3, 0])
+    g = torch.Generator().manual_seed(3)
+    score = (torch.randn(3, 8, 5, 2, generator=g, dtype=torch.float64) * 30).requires_grad_()
+    weights = torch.randn(3, 8, 5, 2, generator=g, dtype=torch.float64)
+    ours = _edge_softmax(score, dst, 4)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), score)
+    theirs = softmax(score, dst, num_nodes=4, dim=1)
+    (grad_theirs,) = torch.autograd.grad((theirs * weights).sum(), score)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-14)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=1e-12)
+    sums = torch.zeros(3, 4, 5, 2, dtype=torch.float64).index_add_(1, dst, ours.detach())
+    torch.testing.assert_close(sums, torch.ones_like(sums))
