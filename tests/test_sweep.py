@@ -25,11 +25,27 @@ import nbformat
 import pandas as pd
 import pytest
 from _processes import alive, wait_for
+from fixtures.runner_notebooks import write_notebook
 from fixtures.sweep_notebooks import flaky_kernel, sweep_notebook
 
 from tgad_lite.notebooks import ParameterError, main, sweep
 from tgad_lite.notebooks.runner import STATUS_KEY
-from tgad_lite.notebooks.sweep import ATTEMPTS, INCOMPLETE_METRICS, RECORD, plan_sweep, read_record
+from tgad_lite.notebooks.sweep import (
+    ATTEMPTS,
+    INCOMPLETE_METRICS,
+    RECORD,
+    plan_sweep,
+    read_record,
+    worker_kernel_env,
+)
+
+# Writes the variables Dask sets in its worker processes, as the kernel sees them.
+ENV_PROBE_CELL = """\
+import json, os
+names = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "TGAD_TEST_EXTRA")
+with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+    json.dump({"lr": lr, "env": {k: os.environ.get(k) for k in names}}, f)
+"""
 
 
 def _run_folders(out: Path) -> list[Path]:
@@ -239,3 +255,52 @@ def test_a_bad_value_anywhere_in_the_grid_is_refused_before_anything_exists(
         assert needle in capsys.readouterr().err
     assert not out.exists()
     assert len(plan_sweep(notebook, {"lr": [0.1, 0.5]}, seeds=3).combinations) == 6  # the same grid, valid
+
+
+def test_kernels_do_not_inherit_the_dask_worker_environment(monkeypatch) -> None:
+    import importlib
+
+    import dask
+
+    sweep_module = importlib.import_module("tgad_lite.notebooks.sweep")  # the package's .sweep is the function
+
+    spawn = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1}
+    for name in (*spawn, "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sweep_module, "_cpus", lambda: 5)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn, "distributed.nanny.environ": {}}):
+        # local workers: Dask's malloc setting unset, the CPUs shared out (5 // 2), the caller's env kept
+        assert worker_kernel_env({"TGAD_TEST_EXTRA": "x"}, workers=2) == {
+            "TGAD_TEST_EXTRA": "x",
+            "MALLOC_TRIM_THRESHOLD_": None,
+            "MKL_NUM_THREADS": "2",
+            "OMP_NUM_THREADS": "2",
+        }
+        assert worker_kernel_env(None, workers=8)["OMP_NUM_THREADS"] == "1"  # never 0 threads
+        # what the caller set, in env or in its own environment, wins
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        local = worker_kernel_env({"MKL_NUM_THREADS": "4"}, workers=2)
+        assert local == {"MKL_NUM_THREADS": "4", "MALLOC_TRIM_THRESHOLD_": "131072", "OMP_NUM_THREADS": "3"}
+        # a cluster: the workers' thread counts stay (their machines, not ours), malloc is unset
+        assert worker_kernel_env(None) == {"MALLOC_TRIM_THRESHOLD_": None}
+        assert worker_kernel_env({"MALLOC_TRIM_THRESHOLD_": "0"}) == {"MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+@pytest.mark.notebook
+def test_a_kernel_on_a_dask_worker_gets_no_malloc_trim_threshold(tmp_path: Path, cluster) -> None:
+    from distributed import Client
+
+    notebook = write_notebook(tmp_path / "nb" / "envprobe.ipynb", ENV_PROBE_CELL)
+    with Client(cluster.scheduler_address) as client:  # the setting is there, in every worker process
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {"65536"}
+    out = tmp_path / "out"
+    table = sweep(
+        notebook, {"lr": [0.1]}, out=out, scheduler=cluster.scheduler_address, env={"TGAD_TEST_EXTRA": "kept"},
+        progress=False, verbose=False,
+    )  # fmt: skip
+    assert (table.attrs["runs"]["status"] == "ok").all()
+    (folder,) = _run_folders(out)
+    seen = json.loads((folder / "metrics.json").read_text())["env"]
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "TGAD_TEST_EXTRA": "kept"}
+    assert set(table.attrs["timings"]) == {"validate", "cluster_start", "runs", "cluster_close", "tables"}

@@ -31,6 +31,14 @@ duplicated. A run that did not finish never keeps a ``metrics.json`` (it is rena
 ``run.json`` with status ok, the same parameter values and a readable ``metrics.json``;
 ``force=True`` (``--force``) reruns them.
 
+Each kernel gets the caller's environment, not its worker's: Dask sets variables in every worker
+process it spawns (``distributed.nanny.pre-spawn-environ``), which a kernel would inherit.
+``MALLOC_TRIM_THRESHOLD_=65536`` tunes a worker's own memory; in a kernel it makes glibc hand
+freed memory back to the system at once, so torch's allocations fault pages in again and again
+(notebook 02's training steps ran 1.5 to 2.5 times slower with it). ``worker_kernel_env`` undoes
+those variables for the kernels; the thread counts (``OMP_NUM_THREADS``...) of local workers are
+the CPUs shared out over the workers (1 each for 2 workers on 2 cores).
+
 Ctrl-C interrupts the running kernels (SIGINT, then SIGKILL after a grace period), saves their
 partial notebooks marked ``interrupted``, writes the tables of what finished and raises
 ``SweepInterrupted`` (exit code 130 on the command line).
@@ -94,6 +102,9 @@ SUMMARY_CSV = "summary.csv"
 ATTEMPTS = ".attempts"
 LOCK = ".sweep.lock"
 DEFAULT_WORKERS = 2
+# Dask's settings for the worker processes it spawns; a kernel must not inherit them (module doc).
+DASK_WORKER_ENVIRON = ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # A kernel that fails to start gets one more try, after this pause (its ports or files are freed).
 RETRY_PAUSE_S = 1.0
 _NAME_VALUE_MAX = 24  # characters of one value in a folder name (the hash keeps names distinct)
@@ -652,8 +663,10 @@ def _execute(
     progress: bool,
     dashboard: bool,
     say: Any,
+    timings: dict[str, float],
 ) -> tuple[dict[str, dict[str, Any]], bool]:
-    """Submit ``todo`` as Dask tasks; return ``({folder: record}, interrupted)``."""
+    """Submit ``todo`` as Dask tasks; return ``({folder: record}, interrupted)``. Adds to ``timings``
+    the seconds spent starting (or reaching) the cluster, running the tasks and closing it."""
     from distributed import as_completed
 
     from tgad_lite.progress import Progress
@@ -662,12 +675,14 @@ def _execute(
     records: dict[str, dict[str, Any]] = {}
     client, cluster = None, None
     interrupted = False
+    clock = time.perf_counter()
     try:
         client, cluster, where = _start_client(workers, scheduler, dashboard)
         if scheduler:
             _check_remote_kernel(client, kernel)
         say(f"dask: {where}")
         say(dashboard_line(client))
+        timings["cluster_start"], clock = time.perf_counter() - clock, time.perf_counter()
         futures = {}
         for i, combo in enumerate(todo):
             future = client.submit(
@@ -703,6 +718,7 @@ def _execute(
                     records[combo.folder] = _task_record(future, combo)
         finally:
             bar.close()
+            timings["runs"], clock = time.perf_counter() - clock, time.perf_counter()
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
@@ -710,6 +726,7 @@ def _execute(
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=10)
+        timings["cluster_close"] = time.perf_counter() - clock
     return records, interrupted
 
 
@@ -719,6 +736,37 @@ def _local_env(env: Mapping[str, str | None] | None) -> dict[str, str | None]:
     for key in (MIRROR_ENV, DATA_DIR_ENV):
         if key not in out and os.environ.get(key, "").strip():
             out[key] = os.path.abspath(os.path.expanduser(os.environ[key].strip()))
+    return out
+
+
+def _cpus() -> int:
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))  # the CPUs this process may use (a container's share)
+    return os.cpu_count() or 1
+
+
+def worker_kernel_env(env: Mapping[str, str | None] | None, workers: int | None = None) -> dict[str, str | None]:
+    """``env`` for each kernel of a sweep, with Dask's worker-process variables undone.
+
+    A kernel inherits its worker's environment, which Dask extends with its own settings
+    (``distributed.nanny.pre-spawn-environ``: ``MALLOC_TRIM_THRESHOLD_``, ``OMP_NUM_THREADS``...).
+    For every such variable that ``env`` does not name: on local workers (``workers`` given), the
+    caller's value, else unset, except the thread counts, which share the CPUs out over the
+    workers (``cpus // workers``, at least 1); on a cluster (``workers=None``), the thread counts
+    stay the worker's and the others are unset.
+    """
+    import dask
+
+    out = dict(env or {})
+    names: set[str] = set()
+    for key in DASK_WORKER_ENVIRON:
+        names |= {str(name) for name in (dask.config.get(key, None) or {})}
+    for name in sorted(names - set(out)):
+        if name in THREAD_VARIABLES:
+            if workers is not None:
+                out[name] = os.environ.get(name) or str(max(1, _cpus() // workers))
+        else:
+            out[name] = os.environ.get(name) if workers is not None else None
     return out
 
 
@@ -758,12 +806,14 @@ def sweep(
     ones); ``over`` the parameters averaged over (default seed and entity parameters).
 
     Returns the aggregate (``aggregate_runs``: a row per setting and metric with n, mean, std),
-    with ``attrs["runs"]`` (one row per run) and ``attrs["out"]``; writes ``runs.csv`` and
+    with ``attrs["runs"]`` (one row per run), ``attrs["out"]`` and ``attrs["timings"]`` (seconds
+    spent validating, starting the cluster, running, closing it, writing the tables); writes ``runs.csv`` and
     ``summary.csv`` into ``out``. A failing run is a row with its error, not an exception.
     Ctrl-C raises ``SweepInterrupted`` after stopping the kernels and writing the tables.
     """
     from tgad_lite.notebooks.aggregate import DEFAULT_OVER
 
+    entered = time.perf_counter()
     if scheduler is None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise RunnerError(f"workers must be a whole number >= 1, got {workers!r}")
     if profile not in PROFILES:
@@ -771,6 +821,7 @@ def sweep(
     plan = plan_sweep(notebook, grid, seeds=seeds, profile=profile, env=env)
     if not scheduler:
         check_kernel(kernel)
+    timings = {"validate": time.perf_counter() - entered}
     root = Path(out) if out is not None else default_out(plan.source)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -803,16 +854,20 @@ def sweep(
                 workers=workers,
                 scheduler=scheduler,
                 kernel=kernel,
-                env=env if scheduler else _local_env(env),
+                env=worker_kernel_env(env) if scheduler else worker_kernel_env(_local_env(env), workers),
                 force=force,
                 progress=progress,
                 dashboard=dashboard,
                 say=say,
+                timings=timings,
             )
+        clock = time.perf_counter()
         shutil.rmtree(root / ATTEMPTS, ignore_errors=True)  # attempts of killed workers
         _write_sweep_file(root, plan, started=False)
         table = _tables(plan, root, records, over=DEFAULT_OVER if over is None else over, metrics=metrics)
         say(_report(table, records, time.perf_counter() - started, interrupted))
+        timings["tables"] = time.perf_counter() - clock
+    table.attrs["timings"] = {key: round(value, 3) for key, value in timings.items()}
     if interrupted:
         raise SweepInterrupted(table, root)
     return table
@@ -1014,4 +1069,5 @@ __all__ = [
     "sweep",
     "sweep_command",
     "sweep_folder_name",
+    "worker_kernel_env",
 ]
