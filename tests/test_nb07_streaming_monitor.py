@@ -167,8 +167,11 @@ def test_registry_versions_and_which_version_scored_each_step(m, p):
         assert [r["version"] for r in rows] == ["v0001", "v0002"]
         assert rows[0]["last step"] == retrain_at - 1
         assert (rows[1]["first step"], rows[1]["last step"]) == (retrain_at, end - 1)
-        # the SPOTs calibrate again on v0002's scores: no alarm before `calibration` of its steps
-        assert p["after_steps"] < p["calibration"] and rows[1]["service alarm steps"] == 0
+        if p["calibrate_on"] == "stream":  # the SPOTs calibrate on v0002's first `calibration` steps: no alarm
+            assert p["after_steps"] < p["calibration"] and rows[1]["service alarm steps"] == 0
+            assert m["v2_calibration_windows"] is None
+        else:  # fitted at once on v0002's scores at incident-free held-out windows
+            assert m["v2_calibration_windows"] >= 50
     else:
         assert [r["version"] for r in rows] == ["v0001"] and rows[0]["last step"] == end - 1
     assert sum(r["steps"] for r in rows) == end - p["train_steps"]
@@ -182,23 +185,77 @@ def test_the_monitor_equals_the_batch_model_and_the_normalisers_are_compared(run
     rows = m["normalisation"]["rows"]
     other = "welford" if p["normaliser"] == "fixed" else "fixed"
     assert rows[0]["normaliser"].startswith(p["normaliser"]) and rows[1]["normaliser"].startswith(other)
+    assert [r["normaliser"] for r in rows[2:]] == [
+        "welford, learns every step (shadow)",
+        "welford, reference with incidents (shadow)",
+    ]
     for r in rows:
         assert _fraction(r["PR-AUC before the drift"]) and _fraction(r["PR-AUC after it, until the retraining"])
+        assert 0 <= r["steps with an alarm"] <= m["drift_replay"]["retrain_at"] - p["train_steps"]
     assert all(v > 0 for v in m["normalisation"]["welford_scale_ratio_max"].values())
+    # the three Welford normalisers, [smallest, largest] scale / training scale per metric
+    ratios = m["normalisation"]["scale_ratio_min_max"]
+    assert len(ratios) == 3 and all(0 < lo <= hi for r in ratios.values() for lo, hi in r.values())
 
 
-def test_risk_alarms_and_latency_are_measured(run, m, p):
-    name, _ = run
+def test_spot_calibrated_on_incident_free_validation_steps_beats_the_stream_calibration(m, p):
+    """Alarm quality of the three rules on both replays, over the same steps. The stream calibration's
+    first two days hold incidents, so its tail is theirs and it alarms on few; calibrated on incident-free
+    validation windows SPOT must alarm on more incidents on both replays (it did not before the fix)."""
+    sc = m["spot_calibration"]
+    assert sc["calibrate_on"] == p["calibrate_on"] == "validation"
+    assert 50 <= sc["incident_free_windows"] <= sc["validation_windows"]
+    # the monitor's own alarms equal SPOT rerun on its logged scores: the other rule's figures are trustworthy
+    assert sc["monitor_equals_rerun"] == {"drift replay": True, "drift-free twin": True}
+    live = p["train_steps"] + p["window"] - 1 + p["calibration"]
+    retrain_at = m["drift_replay"]["retrain_at"]
+    assert sc["span"] == [live, retrain_at]
     rows = m["risk_alarms"]
-    assert [r["replay"] for r in rows] == ["drift replay", "drift replay", "drift-free twin", "drift-free twin"]
+    assert [r["replay"] for r in rows] == ["drift replay"] * 3 + ["drift-free twin"] * 3
     for r in rows:
-        assert 0 <= r["alarmed"] <= r["incidents"] and r["false alarm episodes"] >= 0
+        assert r["steps"] == retrain_at - live and 0 <= r["alarmed"] <= r["incidents"] > 0
+        assert r["event recall"] == pytest.approx(r["alarmed"] / r["incidents"])
+        assert (r["median delay (steps)"] is None) is (r["alarmed"] == 0)
         assert r["per day"] == pytest.approx(r["false alarm episodes"] / (r["steps"] * 5 / 1440))
-    assert rows[1]["alarm rule"] == f"validation threshold {m['first_model']['threshold']:.3f}"
-    sv = m["spot_vs_validation"]
-    assert 0.0 < sv["spot_threshold_at_start"] < 1.0 and _fraction(sv["incident_steps_above_it"])
+        assert r["per 10,000 normal steps"] >= r["false alarm episodes"] / r["steps"] * 1e4
+    for replay in (rows[:3], rows[3:]):
+        val, stream, fixed = replay
+        assert (
+            val["alarm rule"]
+            == f"SPOT, calibrated on validation, incident-free ({sc['incident_free_windows']} windows) (the monitor's)"
+        )
+        assert stream["alarm rule"] == f"SPOT, calibrated on stream, first {p['calibration']} steps"
+        assert fixed["alarm rule"] == f"validation threshold {m['first_model']['threshold']:.3f}"
+        assert val["event recall"] > stream["event recall"]
+    # thresholds at the span's start: the stream's lies above more incident steps' largest risk
+    start, above = sc["risk_threshold_at_span_start"], sc["incident_steps_above_it"]
+    assert 0.0 < start["validation"] < start["stream"] < 1.0
+    assert _fraction(above["validation"]) and _fraction(above["stream"]) and above["validation"] > above["stream"]
     line = next(x for x in m["summary"] if x.startswith("Risk alarms"))
-    assert f"SPOT alarmed {rows[2]['alarmed']} of {rows[2]['incidents']} incidents" in line
+    val, stream = rows[3], rows[4]
+    assert f"alarmed {val['alarmed']} of {val['incidents']} incidents" in line
+    assert f"first {p['calibration']} steps {stream['alarmed']} ({stream['per 10,000 normal steps']:.1f})" in line
+
+
+def test_spot_q_and_calibration_length_table(m, p):
+    rows = m["spot_q_table"]
+    grid = sorted({1e-2, 1e-3, 1e-4, 1e-5, p["spot_q"]}, reverse=True)
+    assert [r["q"] for r in rows] == grid + grid + [p["spot_q"], p["spot_q"]]
+    n_calib = m["spot_calibration"]["incident_free_windows"]
+    c = p["calibration"]
+    assert [r["scores"] for r in rows] == [n_calib] * len(grid) + [c] * len(grid) + [c // 2, c // 4]
+    twin = m["risk_alarms"][3:5]
+    for r in rows:
+        assert _fraction(r["event recall"]) and r["false alarms per 10,000 normal steps"] >= 0
+        alarmed, incidents = map(int, r["incidents alarmed"].split(" of "))
+        assert incidents == twin[0]["incidents"] and r["event recall"] == pytest.approx(alarmed / incidents)
+    # the rows at the monitor's q repeat the main table's figures (same rule, same steps)
+    at_q = [r for r in rows if r["q"] == p["spot_q"]]
+    assert at_q[0]["event recall"] == twin[0]["event recall"] and at_q[1]["event recall"] == twin[1]["event recall"]
+
+
+def test_latency_is_measured(run, m, p):
+    name, _ = run
     lat = m["latency"]
     assert lat["services"] == RUNS[name][1] and lat["metrics"] == 4
     assert lat["steps"] == m["series_steps"] - p["train_steps"] - p["window"] + 1

@@ -34,6 +34,13 @@ Rules:
 - **Freezing**: :meth:`OnlineNormaliser.update` takes ``learn [N]``; the monitor passes False for
   services it alarms on (all of them on a system alarm), so an incident does not become the new
   normal (``freeze_on_alarm``).
+- **The reference must agree with the freezing.** A frozen stream learns only steps without an alarm,
+  so its statistics describe normal telemetry; ``m0, v0`` must then describe normal telemetry too:
+  pass the reference span's mask with incident steps set False (its labels are known). A reference
+  that holds incidents has the larger variance, so ``v_t / v0`` falls below 1 as the stream learns,
+  the scales shrink, normal steps look larger, more alarms freeze more learning, and the error feeds
+  itself (notebook 07, full profile: PR-AUC 0.607 after a traffic drift against 0.995 with an
+  incident-free reference). Freezing also needs alarms: a SPOT still calibrating raises none.
 - A (service, metric) never observed in the reference data keeps the training normaliser (centre
   0, scale 1 from ``fit_service_normaliser``), unadapted: there is no reference to measure a move
   from. A pair constant in the reference (variance 0) keeps its training scale.
