@@ -14,7 +14,7 @@ from _temporal_loop_reference import loop_forward
 
 from tgad_lite.data.microservices import random_service_dag, shop_graph
 from tgad_lite.temporal import TemporalGAT
-from tgad_lite.temporal.model import _edge_softmax
+from tgad_lite.temporal.model import _edge_softmax, _keep_mask, _SumMessages
 
 F_METRICS = 4
 
@@ -337,4 +337,60 @@ def test_edge_softmax_equals_pygs_softmax_with_its_gradient():
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-14)
     torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=1e-12)
     sums = torch.zeros(3, 4, 5, 2, dtype=torch.float64).index_add_(1, dst, ours.detach())
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+
+
+def test_sum_messages_gradients_by_gradcheck():
+    # The hand-written backward of the attention-weighted sum (alpha's gradient as a matrix product,
+    # x_j's in place) against finite differences; duplicate edges and a target with no edges.
+    dst = torch.tensor([0, 2, 2, 1, 0, 2])
+    g = torch.Generator().manual_seed(4)
+    alpha = torch.rand(2, 6, 3, 2, generator=g, dtype=torch.float64).requires_grad_()
+    x_j = torch.randn(2, 6, 3, 6, generator=g, dtype=torch.float64).requires_grad_()  # 2 heads of 3
+    assert torch.autograd.gradcheck(lambda a, x: _SumMessages.apply(a, x, dst, 4), (alpha, x_j))
+    out = _SumMessages.apply(alpha, x_j, dst, 4)
+    expected = torch.zeros(2, 4, 3, 2, 3, dtype=torch.float64)
+    for k, i in enumerate(dst.tolist()):
+        expected[:, i] += alpha[:, k, :, :, None] * x_j[:, k].view(2, 3, 2, 3)
+    torch.testing.assert_close(out, expected.view(2, 4, 3, 6), rtol=0, atol=1e-14)
+    assert (out[:, 3] == 0).all()
+
+
+def test_edge_softmax_gradient_by_gradcheck():
+    dst = torch.tensor([0, 2, 2, 1, 0, 2, 3, 0])
+    score = torch.randn(2, 8, 3, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s: _edge_softmax(s, dst, 4), (score.requires_grad_(),))
+
+
+def test_keep_mask_is_dropouts_mask_and_seeded():
+    # 0 with probability p, else 1, like F.dropout's mask before its 1 / (1 - p); reproducible from torch's seed.
+    like = torch.empty(400, 1000, dtype=torch.float64)
+    torch.manual_seed(0)
+    mask = _keep_mask(like, 0.1)
+    assert mask.shape == like.shape and mask.dtype == like.dtype
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    dropped = float((mask == 0).double().mean())
+    assert abs(dropped - 0.1) < 4 * (0.1 * 0.9 / mask.numel()) ** 0.5  # within 4 standard errors
+    torch.manual_seed(0)
+    assert torch.equal(_keep_mask(like, 0.1), mask)
+    assert not torch.equal(_keep_mask(like, 0.1), mask)
+    assert float((_keep_mask(like, 0.5) == 0).double().mean()) == pytest.approx(0.5, abs=0.005)
+
+
+def test_train_mode_dropout_is_seeded_and_off_in_eval():
+    model = make_model(dropout=0.3)
+    x, _ = windows(3, 4, 8, seed=6)
+    ei = shop_edges()
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        outs.append(model.train()(x, ei, return_attention=True))
+    torch.testing.assert_close(outs[0].logits, outs[1].logits, rtol=0, atol=0)
+    evaluated = model.eval()(x, ei, return_attention=True)
+    assert not torch.allclose(outs[0].logits, evaluated.logits)
+    # attention dropout: train-mode attention has zeros and 1/(1-p)-scaled weights; eval's sums to 1
+    assert (outs[0].attention == 0).any() and outs[0].attention.max() > 1.0
+    sums = torch.zeros(3, 4, 8, 2, dtype=torch.float64).index_add_(
+        2, evaluated.attention_edge_index[1], evaluated.attention
+    )
     torch.testing.assert_close(sums, torch.ones_like(sums))

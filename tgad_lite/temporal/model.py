@@ -33,6 +33,9 @@ in fewer, larger operations (why each, in its comments). On this CPU-bound, memo
 (4096 nodes, 14336 message edges at B=64, S=8 on the shop) every ``[B, E', S, D]`` temporary
 costs about as much as an arithmetic pass, so the layer makes as few as it can. The tests check
 outputs, attention and every gradient against the loop reference that calls ``GATv2Conv`` itself.
+Where autograd's own backward pass was wasteful, two small autograd Functions give the same
+gradients in fewer passes (:class:`_EdgeSoftmax`, :class:`_SumMessages`), and dropout draws its
+masks more cheaply than ``F.dropout`` (:func:`_keep_mask`; same distribution).
 
 Message direction. ``GATv2Conv`` sends messages from ``edge_index[0]`` to ``edge_index[1]``. In a
 :class:`~tgad_lite.data.microservices.ServiceGraph` row 0 is the caller and row 1 the callee, while
@@ -61,6 +64,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 RECURRENT_CHOICES = ("lstm", "gru")
 DIRECTION_CHOICES = ("both", "forward", "reverse")
@@ -184,6 +188,8 @@ class TemporalGAT(nn.Module):
             for _ in range(self.num_layers)
         )  # fmt: skip
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(self.num_layers))
+        # The dropout after each graph layer. forward applies it as one fused step with the residual
+        # sum (_keep_mask); the module is the layer's dropout as the loop reference applies it.
         self.dropout = nn.Dropout(dropout)
         rnn = nn.LSTM if recurrent == "lstm" else nn.GRU
         self.rnn = rnn(d, d, batch_first=True)
@@ -261,16 +267,20 @@ class TemporalGAT(nn.Module):
         # In place where autograd allows (add_ and leaky_relu_ keep what their backward needs):
         # each [B, E', S, D] temporary saved is a pass over memory, the cost that dominates here.
         t = F.leaky_relu(x_r.index_select(1, dst).add_(x_j), conv.negative_slope, inplace=True)
-        # att . t for every head at once: one product with a block-diagonal [D, H] matrix (head h's
-        # att in rows h*C..h*C+C-1 of column h) instead of a [B, E', S, D] product and a sum.
-        att = conv.att.view(heads, c, 1) * torch.eye(heads, dtype=conv.att.dtype, device=h.device).view(heads, 1, heads)
-        score = (t.view(-1, d) @ att.view(d, heads)).view(bsz, -1, steps, heads)  # [B, E', S, H]
+        # att . t for every head at once: one product with a block-diagonal [H, D] matrix (head h's
+        # att in columns h*C..h*C+C-1 of row h) instead of a [B, E', S, D] product and a sum.
+        # Multiplied by its transpose (a column-major view), so autograd forms att's gradient as
+        # [H, B E' S] x [B E' S, D] (3x faster here than the [D, B E' S] x [B E' S, H] it forms
+        # for a row-major [D, H] factor).
+        att = conv.att.view(heads, 1, c) * torch.eye(heads, dtype=conv.att.dtype, device=h.device).view(heads, heads, 1)
+        score = (t.view(-1, d) @ att.view(heads, d).t()).view(bsz, -1, steps, heads)  # [B, E', S, H]
         alpha = _edge_softmax(score, dst, n)  # over the edges into each node
-        alpha = F.dropout(alpha, conv.dropout, conv.training)  # a no-op at p = 0 or in eval mode
-        messages = x_j.view(bsz, -1, steps, heads, c) * alpha.unsqueeze(-1)
-        # Sum the messages into their targets: one block add per (window, edge) along the service axis.
-        out = messages.new_zeros(bsz, n, steps, heads, c).index_add_(1, dst, messages)
-        return out.view(bsz, n, steps, d).add_(conv.bias), alpha
+        if conv.training and conv.dropout > 0:  # attention dropout, as GATv2Conv's F.dropout
+            alpha = (alpha * _keep_mask(alpha, conv.dropout)).mul_(1.0 / (1.0 - conv.dropout))
+        # out is a tensor of its own, not a view: an in-place operation on a view (the bias here, ELU in
+        # forward) would make autograd copy the gradient twice on its way back.
+        out = _SumMessages.apply(alpha, x_j, dst, n)  # [B, N, S, D]
+        return out.add_(conv.bias), alpha
 
     # -- forward -----------------------------------------------------------------------------
     def inputs(self, x: Tensor, mask: Tensor | None) -> Tensor:
@@ -331,20 +341,29 @@ class TemporalGAT(nn.Module):
         # Node-first: [B, N, S, 2F], so the encoder's output [B, N, S, D] is already [B * N, S, D].
         h = self.input_proj(inp.permute(0, 2, 1, 3))
         alphas = []
+        dropping = self.training and self.dropout_p > 0  # self.dropout's condition
         for conv, norm in zip(self.convs, self.norms, strict=True):
             out, alpha = self._gatv2(conv, h, src, dst)
             if return_attention:
                 alphas.append(alpha.permute(0, 2, 1, 3).contiguous())  # [B, S, E', H]
-            h = norm(h + self.dropout(F.elu(out)))
+            out = F.elu(out, inplace=True)  # out is this layer's own tensor
+            # Dropout, its 1 / (1 - p) scaling and the residual sum in one pass: h + out * keep / (1 - p).
+            if dropping:
+                h = norm(torch.addcmul(h, out, _keep_mask(out, self.dropout_p), value=1.0 / (1.0 - self.dropout_p)))
+            else:
+                h = norm(h + out)
         h = h.view(bsz * n, steps, self.hidden)
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # CPU autocast sends the LSTM to oneDNN in bfloat16, which fails outright ("could not
             # create a primitive descriptor") on CPUs without bf16 instructions: run it in float32.
             with torch.autocast("cpu", enabled=False):
-                seq, _ = self.rnn(h.float())
+                _, last = self.rnn(h.float())
         else:
-            seq, _ = self.rnn(h)
-        logits = self.head(seq[:, -1]).view(bsz, n)
+            _, last = self.rnn(h)
+        # The last step's state from the final state h_n ([1, B * N, D]; LSTM: (h_n, c_n)), equal to
+        # the output's last step: the unused output then gets no gradient to zero-fill and copy back.
+        last = (last[0] if self.recurrent == "lstm" else last)[0]
+        logits = self.head(last).view(bsz, n)
         if not return_attention:
             return TemporalGATOutput(torch.sigmoid(logits), logits)
         return TemporalGATOutput(torch.sigmoid(logits), logits, alphas[-1], msg, tuple(alphas))
@@ -389,22 +408,104 @@ class TemporalGAT(nn.Module):
             raise ValueError(f"mask is on {mask.device} but x on {x.device}; use mask.to(x.device)")
 
 
+class _SumMessages(torch.autograd.Function):
+    """``alpha [B, E', S, H]``, ``x_j [B, E', S, D]`` (``D = H C``, head-major) -> ``out [B, N, S, D]``, the
+    attention-weighted sum of the messages into each target: head ``h``'s features of ``out[:, i]``
+    are the sum over edges ``k`` with ``dst[k] = i`` of ``alpha[:, k, :, h]`` times those of ``x_j[:, k]``.
+
+    The forward pass is what autograd would run (a product, then one block add per (window, edge)
+    along the service axis). The backward pass differs in how, not what: autograd sums alpha's
+    [B, E', S, H, C] gradient over C with a reduction along the last, 8-wide axis (the slowest pass
+    of the layer); here that sum is a matrix product, and x_j's gradient is formed in place in the
+    gathered output gradient instead of in a new tensor. The output is a tensor of its own (not a
+    view), so the bias and ELU can be applied to it in place without autograd copying gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, x_j: Tensor, dst: Tensor, num_nodes: int) -> Tensor:
+        bsz, edges, steps, heads = alpha.shape
+        messages = x_j.view(bsz, edges, steps, heads, -1) * alpha.unsqueeze(-1)
+        out = messages.new_zeros(bsz, num_nodes, steps, x_j.size(-1))
+        out.view(bsz, num_nodes, steps, heads, -1).index_add_(1, dst, messages)
+        ctx.save_for_backward(alpha, x_j, dst)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        alpha, x_j, dst = ctx.saved_tensors
+        bsz, edges, steps, heads = alpha.shape
+        # [B, E', S, H, C]: the gradient of each edge's message
+        grad = grad_out.index_select(1, dst).view(bsz, edges, steps, heads, -1)
+        grad_alpha = grad_x_j = None
+        if ctx.needs_input_grad[0]:
+            # sum_c grad * x_j: the product, then its sum over each head's C features as one matrix
+            # product with a [D, H] block of ones (a sum over the last dim of [..., C] is 2x slower).
+            product = grad * x_j.view(grad.shape)  # [B, E', S, H, C]
+            ones = torch.eye(heads, dtype=product.dtype, device=grad.device).repeat_interleave(grad.size(-1), dim=0)
+            grad_alpha = product.view(-1, x_j.size(-1)).mm(ones).view(alpha.shape)  # [D, H] ones: per-head sums
+        if ctx.needs_input_grad[1]:
+            grad_x_j = grad.mul_(alpha.unsqueeze(-1)).view(x_j.shape)
+        return grad_alpha, grad_x_j, None, None
+
+
+def _keep_mask(like: Tensor, p: float) -> Tensor:
+    """Dropout's mask, shaped and typed like ``like``: 0 with probability ``p``, else 1.
+
+    ``x * _keep_mask(x, p) / (1 - p)`` is ``F.dropout(x, p)`` in train mode (same distribution, other
+    random numbers): ``F.dropout`` draws its mask with ``bernoulli_``, about 5.5 ns per element on
+    the project's CPU, while uniform 31-bit integers compared with ``p * 2**31`` take about 2
+    (``[64, 8, 8, 32]``, one thread); the keep probability is ``1 - p`` to within ``2**-31``.
+    Drawn from torch's generator, so ``torch.manual_seed`` makes it reproducible.
+    """
+    draws = torch.empty(like.shape, dtype=torch.int32, device=like.device).random_()  # uniform on 0..2**31-1
+    keep = draws >= round(p * 2**31)
+    # Through uint8: torch converts bool to float element by element, uint8 vectorised (6x faster).
+    return keep.view(torch.uint8).to(like.dtype)
+
+
 def _edge_softmax(score: Tensor, dst: Tensor, num_nodes: int) -> Tensor:
     """``score [B, E', S, H]`` -> softmax over the edges into each node (edge ``k`` into ``dst[k]``).
 
     ``torch_geometric.utils.softmax``'s arithmetic (each target's largest score, detached, is
     subtracted; ``+ 1e-16`` in the denominator; tested equal), along the service axis: PyG's
     ``softmax(score, dst, dim=1)`` broadcasts ``dst`` to every element and scatters element by
-    element, while ``index_reduce_`` / ``index_add`` move whole ``[S, H]`` blocks (7x faster here).
+    element, while ``index_reduce_`` / ``index_add_`` move whole ``[S, H]`` blocks (7x faster here).
     """
-    bsz, _, steps, heads = score.shape
-    top = score.new_full((bsz, num_nodes, steps, heads), float("-inf"))
-    with warnings.catch_warnings():  # torch warns (once) that index_reduce is "in beta"; tested here
-        warnings.filterwarnings("ignore", message=r"index_reduce\(\) is in beta")
-        top.index_reduce_(1, dst, score.detach(), "amax")
-    e = (score - top.index_select(1, dst)).exp()
-    total = e.new_zeros(bsz, num_nodes, steps, heads).index_add(1, dst, e) + 1e-16
-    return e / total.index_select(1, dst)
+    return _EdgeSoftmax.apply(score, dst, num_nodes)
+
+
+class _EdgeSoftmax(torch.autograd.Function):
+    """:func:`_edge_softmax` with its gradient written out.
+
+    With ``alpha_k = e_k / (sum of e over the edges into the same target + 1e-16)``, the score's
+    gradient is ``alpha_k * (g_k - sum over those edges of g * alpha)`` (the subtracted maximum
+    cancels). Autograd would run the backward of each forward step instead (a division's two
+    gradients, two gathers, two block sums, the exponential's): here it is five passes over
+    ``[B, E', S, H]``, and the forward pass works in place in one tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, score: Tensor, dst: Tensor, num_nodes: int) -> Tensor:
+        bsz, _, steps, heads = score.shape
+        top = score.new_full((bsz, num_nodes, steps, heads), float("-inf"))
+        with warnings.catch_warnings():  # torch warns (once) that index_reduce is "in beta"; tested here
+            warnings.filterwarnings("ignore", message=r"index_reduce\(\) is in beta")
+            top.index_reduce_(1, dst, score, "amax")
+        alpha = (score - top.index_select(1, dst)).exp_()
+        total = alpha.new_zeros(bsz, num_nodes, steps, heads).index_add_(1, dst, alpha).add_(1e-16)
+        alpha.div_(total.index_select(1, dst))
+        ctx.save_for_backward(alpha, dst)
+        ctx.num_nodes = num_nodes
+        return alpha
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_alpha: Tensor) -> tuple[Tensor, None, None]:
+        alpha, dst = ctx.saved_tensors
+        weighted = grad_alpha * alpha
+        per_target = weighted.new_zeros(alpha.size(0), ctx.num_nodes, *alpha.shape[2:]).index_add_(1, dst, weighted)
+        return weighted.addcmul_(alpha, per_target.index_select(1, dst), value=-1), None, None
 
 
 def _check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
