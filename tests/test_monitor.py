@@ -160,6 +160,30 @@ def test_snapshot_gatv2_equals_pyg(dag):
         assert torch.allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("recurrent", ["lstm", "gru"])
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_hand_written_recurrence_equals_torch_recurrent_layer_in_float64(dag, recurrent, window):
+    """The monitor's cell steps over the ring of cached gate inputs (LSTM gates reordered, input part
+    and both biases folded in, first step from zero) equal nn.LSTM / nn.GRU from a zero state on
+    every window of a stream, then the risk head: float64, 1e-12."""
+    model = _model(4, recurrent=recurrent).double()
+    path = _SnapshotModel(model, dag.graph.edge_index, 30, window, torch.device("cpu"))
+    seq = torch.randn(window + 12, 30, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    worst, spread = 0.0, 0.0
+    with torch.inference_mode():
+        for t in range(seq.shape[0]):  # seq[t]: the encoder's output at step t, [N, D]
+            torch.addmm(path.b_in, seq[t], path.w_ih_t, out=path.gates_ring[t % window])
+            if t < window - 1:
+                continue
+            got = path.risk_logits(t)
+            states, _ = model.rnn(seq[t - window + 1 : t + 1].transpose(0, 1))  # [N, S, D]
+            want = model.head(states[:, -1]).view(-1)
+            worst = max(worst, float((got - want).abs().max()))
+            spread = max(spread, float(want.std()))
+    assert worst <= 1e-12
+    assert spread > 1e-3  # the logits are not all alike: the comparison could fail
+
+
 def test_cascade_operator_equals_cascade_score():
     ei = np.array([[0, 1, 1, 2, 3, 3, 0], [1, 2, 2, 3, 3, 4, 4]])  # a duplicate edge and a self loop
     risk = np.random.default_rng(0).random((20, 6))

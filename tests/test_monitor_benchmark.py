@@ -41,15 +41,15 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
             assert r["speedup"] == pytest.approx(naive["p50_ms"] / r["p50_ms"])
             # throughput: N x F values per step over the mean step time
             assert r["values_per_s"] == pytest.approx(r["services"] * 4 / (r["mean_ms"] / 1e3), rel=1e-9)
-        assert block[2]["spot_refits"] == 0  # fixed thresholds never refit
-        assert block[3]["spot_refits"] == block[4]["spot_refits"] == 0  # the parts run no thresholds
+        assert [r["spot_refits"] for r in block[2:]] == [0] * 5  # fixed thresholds never refit, the parts run no SPOT
     # the cached monitor and the naive full forward gave the same risks
     assert set(record["max_risk_difference"]) == {"cpu N=8", "cpu N=20"}
     assert all(0 <= d <= 1e-5 for d in record["max_risk_difference"].values())
     assert record["check"]["status"] == "SKIPPED"  # N=1000 was not measured
     printed = capsys.readouterr().out
     assert "cached, fixed thresholds" in printed and "target (issue 11" in printed
-    assert "part: recurrence over window" in printed
+    assert "fixed thresholds, alone" in printed
+    assert "part: recurrence over window" in printed and "part: rest of the step" in printed
 
 
 def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
@@ -62,7 +62,8 @@ def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
     for t in range(start, start + 8):
         timed.step(tel.x[t], tel.mask[t])
         untouched.step(tel.x[t], tel.mask[t])
-    wall, cpu = bench._time_parts(timed, 3, lambda: None)
+    replay = [(tel.x[t], tel.mask[t]) for t in range(start, start + 2)]
+    wall, cpu = bench._time_parts(timed, 3, lambda: None, replay)
     assert set(wall) == set(cpu) == set(bench.PARTS) and all(len(v) == 3 for v in wall.values())
     for t in range(start + 8, start + 12):
         a, b = timed.step(tel.x[t], tel.mask[t]), untouched.step(tel.x[t], tel.mask[t])

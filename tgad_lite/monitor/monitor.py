@@ -22,8 +22,8 @@
    input buffer are allocated once.
 4. **Runs the recurrent layer over the window** (the ``S`` cached gate inputs, oldest first, from a
    zero state, exactly as ``TemporalGAT.forward`` does for that window; only the ``h W_hh`` part is
-   left per step) and the risk head on the last state: ``risk [N]``. Nothing is returned for the
-   first ``S - 1`` steps (``risk=None``): no window is full yet.
+   left per step) and the risk head on the last state: ``risk [N]``. Nothing is computed or
+   returned for the first ``S - 1`` steps (``risk=None``): no window is full yet.
 5. **Cascade score** :func:`~tgad_lite.anomaly.cascade.cascade_score` of the risk, from adjacency
    lists built once (the same arithmetic, tested equal).
 6. **Alarms.** Service alarms from ONE streaming SPOT on the per-step maximum risk: alarm every
@@ -284,9 +284,21 @@ class _SnapshotModel:
     Built once per model (and graph): the message edges sorted by target, so the attention softmax
     is a segment reduction over consecutive edges (every target has its self loop: no empty
     segment); the aggregation ``out[n, h] = sum_e alpha[e, h] x_l[src_e, h]`` as ONE sparse CSR
-    matrix ``[N H, N H]`` (row ``n H + h``, column ``src H + h``) times ``x_l`` viewed ``[N H, C]``;
-    each layer's ``lin_l`` and ``lin_r`` as one matrix product; the LSTM's gates reordered to
-    ``i, f, o, g`` so one sigmoid and one tanh cover them.
+    matrix ``[N H, 2 N H]`` (row ``n H + h``, column ``2 src H + h``) times ``x_lr = [x_l, x_r]``
+    ``[N, 2D]`` viewed ``[2 N H, C]`` (its ``x_r`` rows get no weight); each layer's ``lin_l`` and
+    ``lin_r`` as one matrix product, and ``x_l[src] + x_r[dst]`` as one ``embedding_bag``; the
+    LSTM's gates reordered to ``i, f, o, g`` so one sigmoid covers three of them.
+
+    The recurrence restarts from a zero state in every window (as ``TemporalGAT.forward`` does),
+    so each step runs the window's ``S`` cell steps again on the cached gate inputs: the first from
+    ``h = c = 0`` (no ``h W_hh`` product), then ``S - 1`` products. The LSTM's sigmoid gates
+    (``i, f, o``) and its tanh gate (``g``) get two products into two contiguous buffers: a gate
+    function on a strided column block of ``[N, 4D]`` is several times slower. Why not keep the
+    ``S - 1`` unfinished windows as live states and advance them all in one batched cell step:
+    the same arithmetic in fewer, larger calls, but its ``[S - 1, N, 4D]`` buffers (3.5 MB at
+    N = 1000) do not fit in a core's L2 cache; timed after a full forward had evicted the caches
+    (one run, N = 1000, one thread, shared machine) it took 2.5 ms against 2.1 ms for this loop
+    over ``[N, 4D]`` buffers.
     """
 
     def __init__(self, model: nn.Module, edge_index: np.ndarray, num_nodes: int, window: int, device: torch.device):
@@ -302,6 +314,9 @@ class _SnapshotModel:
                 order = torch.argsort(msg[1], stable=True)
                 self.msg = msg
                 self.src, self.dst = msg[0, order].contiguous(), msg[1, order].contiguous()
+                # Rows of x_lr [N, 2D] viewed [2N, D]: 2n is x_l[n], 2n + 1 is x_r[n]; one bag per edge.
+                self.pairs = torch.stack([2 * self.src, 2 * self.dst + 1], dim=1).reshape(-1)
+                self.bags = torch.arange(0, self.pairs.numel(), 2, device=device)  # given: not rebuilt per call
                 self.lengths = torch.bincount(self.dst, minlength=num_nodes)
                 self.fast_convs = all(_fast_gatv2_ok(c) for c in model.convs)
                 if self.fast_convs:
@@ -316,14 +331,22 @@ class _SnapshotModel:
                 w_ih, w_hh, b_in = w_ih[perm], w_hh[perm], b_in[perm]
             else:
                 b_in, b_hh = rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach()
-            self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()
+            self.w_ih_t = w_ih.t().contiguous()
             self.b_in, self.b_hh = b_in.contiguous(), None if b_hh is None else b_hh.contiguous()
             g = (4 if self.lstm else 3) * d
-            self.gates_ring = torch.zeros(window, num_nodes, g, device=device)
-            self.gates = torch.empty(num_nodes, g, device=device)
-            self.h = torch.zeros(num_nodes, d, device=device)
-            self.c = torch.zeros(num_nodes, d, device=device)
-            self.tmp = torch.empty(num_nodes, d, device=device)
+            like = {"device": device, "dtype": w_ih.dtype}  # the model's dtype (float64 in the tests)
+            self.gates_ring = torch.zeros(window, num_nodes, g, **like)  # input gates per step
+            if self.lstm:
+                self.w_sig = w_hh.t()[:, : 3 * d].contiguous()  # [D, 3D]: i, f, o
+                self.w_tanh = w_hh.t()[:, 3 * d :].contiguous()  # [D, D]: g
+                self.sig = torch.empty(num_nodes, 3 * d, **like)
+                self.tanh = torch.empty(num_nodes, d, **like)
+            else:
+                self.w_hh_t = w_hh.t().contiguous()
+                self.gates = torch.empty(num_nodes, g, **like)
+            self.h = torch.zeros(num_nodes, d, **like)
+            self.c = torch.zeros(num_nodes, d, **like)
+            self.tmp = torch.empty(num_nodes, d, **like)
 
     def _build_layers(self) -> None:
         """Per GATv2 layer: stacked ``lin_l``/``lin_r`` weights; the CSR pattern of the aggregation."""
@@ -331,7 +354,8 @@ class _SnapshotModel:
         n, dev = self.n, self.dst.device
         h_ids = torch.arange(heads, device=dev)
         rows = (self.dst[:, None] * heads + h_ids).reshape(-1)  # alpha[e, h] flattened, e major
-        cols = (self.src[:, None] * heads + h_ids).reshape(-1)
+        # Columns index x_lr [N, 2D] viewed [2 N H, C] (x_l[n], head h is row 2 n H + h): no copy of x_l.
+        cols = (self.src[:, None] * (2 * heads) + h_ids).reshape(-1)
         self.csr_order = torch.argsort(rows, stable=True)
         self.csr_cols = cols[self.csr_order].contiguous()
         self.csr_rows = torch.zeros(n * heads + 1, dtype=torch.long, device=dev)
@@ -340,12 +364,16 @@ class _SnapshotModel:
         for conv in self.model.convs:
             w = torch.cat([conv.lin_l.weight, conv.lin_r.weight], 0).detach()
             b = torch.cat([conv.lin_l.bias, conv.lin_r.bias], 0).detach()
-            att = conv.att.detach().reshape(conv.heads, conv.out_channels)
-            self.layers.append((w.t().contiguous(), b, att, conv.bias.detach(), float(conv.negative_slope)))
+            heads, c = conv.heads, conv.out_channels
+            # att . t for every head at once: ONE product with a block-diagonal [D, H] matrix (head h's
+            # att in rows h C .. h C + C - 1 of column h), as TemporalGAT._gatv2 does; einsum took twice as long.
+            att = conv.att.detach().reshape(heads, c, 1) * torch.eye(heads, device=dev).reshape(heads, 1, heads)
+            att = att.reshape(heads * c, heads).contiguous()
+            self.layers.append((w.t().contiguous(), b, att, conv.bias.detach(), float(conv.negative_slope), c))
         with warnings.catch_warnings():
             # torch warns once per process that sparse CSR support is "in beta"; spend it here, quietly
             warnings.simplefilter("ignore")
-            size = (n * heads, n * heads)
+            size = (n * heads, 2 * n * heads)
             ones = torch.ones(self.csr_cols.numel(), device=dev)
             torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, ones, size=size)
 
@@ -356,21 +384,21 @@ class _SnapshotModel:
         conv = self.model.convs[index]
         if not self.fast_convs:
             return conv(h, self.msg)
-        w, b, att, bias, slope = self.layers[index]
-        heads, c = att.shape
+        w, b, att, bias, slope, c = self.layers[index]
+        heads = att.shape[1]
         n, d = h.shape[0], heads * c
         x_lr = torch.addmm(b, h, w)  # [N, 2D]: x_l then x_r
-        x_l = x_lr[:, :d]
-        e = x_l.index_select(0, self.src).add_(x_lr[:, d:].index_select(0, self.dst))
+        # x_l[src] + x_r[dst] as ONE gather-and-sum (embedding_bag: half the time of two index_selects and an add)
+        e = F.embedding_bag(self.pairs, x_lr.view(2 * n, d), self.bags, mode="sum")
         F.leaky_relu(e, slope, inplace=True)
-        score = torch.einsum("ehc,hc->eh", e.view(-1, heads, c), att)  # [E', H]
+        score = e @ att  # [E', H]
         top = torch.segment_reduce(score, "max", lengths=self.lengths, unsafe=True)
         score = score.sub_(top.index_select(0, self.dst)).exp_()
         denom = torch.segment_reduce(score, "sum", lengths=self.lengths, unsafe=True).add_(1e-16)
         alpha = score.div_(denom.index_select(0, self.dst))
         values = alpha.reshape(-1).index_select(0, self.csr_order)
-        adjacency = torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, values, size=(n * heads, n * heads))
-        out = torch.sparse.mm(adjacency, x_l.reshape(n * heads, c))
+        adjacency = torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, values, size=(n * heads, 2 * n * heads))
+        out = torch.sparse.mm(adjacency, x_lr.view(2 * n * heads, c))
         return out.view(n, d).add_(bias)
 
     def encode(self, inputs: Tensor, slot: int) -> None:
@@ -383,34 +411,37 @@ class _SnapshotModel:
         torch.addmm(self.b_in, h, self.w_ih_t, out=self.gates_ring[slot])
 
     # -- recurrence over the window ---------------------------------------------------------------
-    def risk_logits(self, order: Sequence[int]) -> Tensor:
-        """Logits ``[N]`` of the window whose slots, oldest first, are ``order``."""
-        d, gates, h, c, tmp = self.d, self.gates, self.h, self.c, self.tmp
-        ring = self.gates_ring
+    def risk_logits(self, t: int) -> Tensor:
+        """Logits ``[N]`` of the window ending at step ``t`` (gate inputs of steps ``t - S + 1 .. t``
+        in their ring slots): its ``S`` cell steps from a zero state, then the risk head."""
+        d, h, c, tmp, ring = self.d, self.h, self.c, self.tmp, self.gates_ring
+        slots = [(t - self.s + 1 + k) % self.s for k in range(self.s)]  # oldest first
         if self.lstm:
-            # Gates reordered to i, f, o, g. First step: h = c = 0, so the gates are the input part.
-            gates.copy_(ring[order[0]])
-            for k, slot in enumerate(order):
-                if k:
-                    torch.addmm(ring[slot], h, self.w_hh_t, out=gates)
-                gates[:, : 3 * d].sigmoid_()
-                gates[:, 3 * d :].tanh_()
-                if k:
-                    c.mul_(gates[:, d : 2 * d]).addcmul_(gates[:, :d], gates[:, 3 * d :])
-                else:
-                    torch.mul(gates[:, :d], gates[:, 3 * d :], out=c)
+            # Gates reordered to i, f, o | g:  c <- f c + i g,  h <- o tanh(c). First step: h = c = 0.
+            sig, tanh = self.sig, self.tanh
+            x = ring[slots[0]]
+            torch.sigmoid(x[:, : 3 * d], out=sig)
+            torch.tanh(x[:, 3 * d :], out=tanh)
+            torch.mul(sig[:, :d], tanh, out=c)
+            torch.tanh(c, out=tmp)
+            torch.mul(sig[:, 2 * d :], tmp, out=h)
+            for slot in slots[1:]:
+                x = ring[slot]
+                torch.addmm(x[:, : 3 * d], h, self.w_sig, out=sig).sigmoid_()
+                torch.addmm(x[:, 3 * d :], h, self.w_tanh, out=tanh).tanh_()
+                c.mul_(sig[:, d : 2 * d]).addcmul_(sig[:, :d], tanh)
                 torch.tanh(c, out=tmp)
-                torch.mul(gates[:, 2 * d : 3 * d], tmp, out=h)
+                torch.mul(sig[:, 2 * d :], tmp, out=h)
         else:
             # Gate order r, z, n (torch.nn.GRU): n = tanh(x_n + r * (W_hn h + b_hn)), h = (1 - z) n + z h.
             h.zero_()
-            for slot in order:
-                xg = ring[slot]
+            gates = self.gates
+            for slot in slots:
+                x = ring[slot]
                 torch.addmm(self.b_hh, h, self.w_hh_t, out=gates)
-                rz = torch.sigmoid(xg[:, : 2 * d] + gates[:, : 2 * d])
-                n = torch.tanh(xg[:, 2 * d :] + rz[:, :d] * gates[:, 2 * d :])
-                z = rz[:, d:]
-                torch.add(n, z * (h - n), out=h)  # (1 - z) n + z h
+                rz = gates[:, : 2 * d].add_(x[:, : 2 * d]).sigmoid_()
+                n = gates[:, 2 * d :].mul_(rz[:, :d]).add_(x[:, 2 * d :]).tanh_()
+                h.sub_(n).mul_(rz[:, d:]).add_(n)  # n + z (h - n)
         return self.model.head(h).view(-1)
 
 
@@ -609,11 +640,11 @@ class Monitor:
         self._rebuild_cache()
 
     def _rebuild_cache(self) -> None:
-        """Encode the snapshots of the current window again (after a model swap or a restore)."""
-        for t in range(max(0, self.step_count - self.window), self.step_count):
-            slot = t % self.window
-            self._fill_inputs(self.normalised[slot], self.mask[slot])
-            with torch.inference_mode():
+        """Encode the snapshots of the current window again (after a model swap)."""
+        with torch.inference_mode():
+            for t in range(max(0, self.step_count - self.window), self.step_count):
+                slot = t % self.window
+                self._fill_inputs(self.normalised[slot], self.mask[slot])
                 self._path.encode(self._inputs_t.to(self.device), slot)
 
     def swap_model(
@@ -730,17 +761,12 @@ class Monitor:
         t = self.step_count  # the step just stored
         return [(t - self.window + 1 + i) % self.window for i in range(self.window)]
 
-    def _risk_now(self) -> np.ndarray:
-        """Risk ``[N]`` float64 of the window ending at the step just stored."""
-        with torch.inference_mode():
-            if self.fast:
-                logits = self._path.risk_logits(self._window_slots())
-            else:
-                slots = self._window_slots()
-                x = torch.from_numpy(self.normalised[slots][None]).to(self.device)
-                m = torch.from_numpy(self.mask[slots][None]).to(self.device)
-                logits = self.model(x, self._edge_tensor, m).logits[0]
-            return torch.sigmoid(logits.float()).double().cpu().numpy()
+    def _full_forward_logits(self) -> Tensor:
+        """Logits ``[N]`` of ``TemporalGAT.forward`` on the window ending at the step just stored (``fast=False``)."""
+        slots = self._window_slots()
+        x = torch.from_numpy(self.normalised[slots][None]).to(self.device)
+        m = torch.from_numpy(self.mask[slots][None]).to(self.device)
+        return self.model(x, self._edge_tensor, m).logits[0]
 
     def step(self, x_t: Any, mask: Any = None) -> StepResult:
         """Feed one step ``x_t [N, F]`` (raw telemetry; NaN allowed only where ``mask [N, F]`` is False).
@@ -751,15 +777,20 @@ class Monitor:
         t, slot, n = self.step_count, self.step_count % self.window, self.num_services
         z = self.normaliser.transform(x)
         self.raw[slot], self.mask[slot], self.normalised[slot] = x, m, z
-        if self.fast:
-            self._fill_inputs(z, m)
-            with torch.inference_mode():
+        full = t >= self.window - 1  # a whole window is in: a risk to report
+        logits = risk = cascade = risk_thr = cascade_thr = None
+        with torch.inference_mode():
+            if self.fast:
+                self._fill_inputs(z, m)
                 self._path.encode(self._inputs_t.to(self.device), slot)
-        risk = cascade = risk_thr = cascade_thr = None
+                if full:
+                    logits = self._path.risk_logits(t)
+            elif full:
+                logits = self._full_forward_logits()
         alarms = np.zeros(n, dtype=bool)
         system_alarm = False
-        if t >= self.window - 1:
-            risk = self._risk_now()
+        if full:
+            risk = torch.sigmoid(logits.float()).double().cpu().numpy()
             cascade = self._cascade(risk)
             risk_thr = self.risk_gate.current()
             peak = float(risk.max())
