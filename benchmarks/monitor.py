@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import sys
@@ -195,24 +196,14 @@ def measure(n: int, args: argparse.Namespace, device: str) -> tuple[list[Row], f
         for t in range(first + warm, first + warm + args.steps):
             risks = {}
             for name, mon in interleaved.items():
-                sync()
-                start, start_cpu = time.perf_counter(), time.process_time()
-                r = mon.step(tel.x[t], tel.mask[t])
-                sync()
-                times[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-                risks[name] = r.risk
+                step = functools.partial(mon.step, tel.x[t], tel.mask[t])
+                risks[name] = _timed(step, sync, times[name], cpu[name]).risk
             diff = max(diff, float(np.abs(risks["cached"] - risks["naive"]).max()))
             fixed_risks.append(risks["cached, fixed thresholds"])
         # The same monitor again, alone: step after step, nothing in between to evict its data from the caches.
         alone = monitors[ALONE]
         for i, t in enumerate(range(first + warm, first + warm + args.steps)):
-            sync()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            r = alone.step(tel.x[t], tel.mask[t])
-            sync()
-            times[ALONE].append(time.perf_counter() - start)
-            cpu[ALONE].append(time.process_time() - start_cpu)
+            r = _timed(functools.partial(alone.step, tel.x[t], tel.mask[t]), sync, times[ALONE], cpu[ALONE])
             if not np.array_equal(r.risk, fixed_risks[i]):
                 raise RuntimeError(f"the monitor timed alone scored step {t} differently from its interleaved twin")
         replay = [(tel.x[t], tel.mask[t]) for t in range(first + warm, first + warm + args.steps)]
@@ -285,14 +276,20 @@ def _time_parts(
     with torch.inference_mode():
         for i in range(steps):
             for name, call in calls.items():  # interleaved, as the monitors above
-                sync()
-                start, start_cpu = time.perf_counter(), time.process_time()
-                call(i)
-                sync()
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
+                _timed(functools.partial(call, i), sync, wall[name], cpu[name])
         path.gates_ring[slot].copy_(saved)  # encode rewrote the same snapshot's gates: restore exactly
     return wall, cpu
+
+
+def _timed(call: Any, sync: Any, wall: list[float], cpu: list[float]) -> Any:
+    """``call()``'s result; its wall and process CPU seconds (device synchronised) appended to ``wall`` and ``cpu``."""
+    sync()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = call()
+    sync()
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+    return result
 
 
 def format_table(rows: list[Row]) -> str:
