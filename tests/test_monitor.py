@@ -19,7 +19,7 @@ from tgad_lite.data.microservices import (
     shop_graph,
     simulate,
 )
-from tgad_lite.monitor import Monitor, OnlineNormaliser, StepResult, WelfordStats
+from tgad_lite.monitor import Monitor, OnlineNormaliser, StepResult, WelfordStats, replay_threshold
 from tgad_lite.monitor.monitor import _Cascade, _SnapshotModel
 from tgad_lite.temporal import TemporalGAT
 
@@ -384,10 +384,33 @@ def test_alarms_follow_streaming_spot_on_the_max_risk_and_the_cascade(dag):
             want_alarm, want_thr = spot.run(scores[calibration:])
             assert np.array_equal(np.array(flags[calibration:]), want_alarm)
             np.testing.assert_allclose(np.array(thresholds[calibration:], dtype=float), back(want_thr), rtol=1e-12)
+        # replay_threshold over the logged scores gives the monitor's own alarms and thresholds
+        for scores, logit_units, flags, thresholds in (
+            (peak, True, [r.alarms.any() for r in results], [r.risk_threshold for r in results]),
+            (cascade, False, [r.system_alarm for r in results], [r.cascade_threshold for r in results]),
+        ):
+            alarms, thr = replay_threshold(scores, q=q, level=0.9, calibration=calibration, logit=logit_units)
+            assert np.array_equal(alarms, np.array(flags))
+            want = np.array([np.nan if t is None else t for t in thresholds], dtype=float)
+            np.testing.assert_array_equal(thr, want)
     alarmed = [r for r in results if r.alarms.any()]
     assert alarmed, "q=0.02 on a hard series raised no alarm: the test checks nothing"
     for r in alarmed:
         assert np.array_equal(r.alarms, r.risk > r.risk_threshold)
+
+
+def test_replay_threshold_fitted_on_given_scores_alarms_from_the_first_score():
+    rng = np.random.default_rng(0)
+    normal, stream = rng.normal(size=400), np.r_[rng.normal(size=300), [6.0, 7.0, 0.0]]
+    alarms, thresholds = replay_threshold(stream, q=1e-2, level=0.9, fit_on=normal)
+    want_alarms, want_thr = SPOT(1e-2, 0.9).fit(normal).run(stream)
+    assert np.array_equal(alarms, want_alarms) and alarms[-3] and alarms[-2] and not alarms[-1]
+    np.testing.assert_array_equal(thresholds, want_thr)
+    # risk units: SPOT on logit(risk), thresholds back as probabilities
+    p = 1.0 / (1.0 + np.exp(-stream))
+    alarms_p, thr_p = replay_threshold(p, q=1e-2, level=0.9, fit_on=1.0 / (1.0 + np.exp(-normal)), logit=True)
+    assert np.array_equal(alarms_p, want_alarms)
+    np.testing.assert_allclose(thr_p, 1.0 / (1.0 + np.exp(-want_thr)), rtol=1e-9)
 
 
 def test_swap_model_recalibrates_and_calibrate_fits_on_given_normal_scores(dag):

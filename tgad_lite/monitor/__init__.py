@@ -8,7 +8,7 @@ fingerprints, saved models), ``cli`` (``python -m tgad_lite.monitor replay ...``
 """
 
 from tgad_lite.monitor.drift import DriftDetector, DriftEvent, DriftStatus
-from tgad_lite.monitor.monitor import Monitor, StepResult
+from tgad_lite.monitor.monitor import Monitor, StepResult, replay_threshold
 from tgad_lite.monitor.normaliser import OnlineNormaliser, WelfordStats
 from tgad_lite.monitor.retrain import RetrainDecision, forgetting_check, retrain_decision, retrain_with_replay
 from tgad_lite.monitor.state import (
@@ -41,6 +41,7 @@ __all__ = [
     "load_monitor_model",
     "load_state",
     "model_fingerprint",
+    "replay_threshold",
     "retrain_decision",
     "retrain_with_replay",
     "save_monitor_model",

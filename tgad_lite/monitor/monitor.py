@@ -96,7 +96,7 @@ from tgad_lite.monitor.state import (
     spot_state,
 )
 
-__all__ = ["Monitor", "StepResult"]
+__all__ = ["Monitor", "StepResult", "replay_threshold"]
 
 
 class DriftDetectorLike(Protocol):
@@ -232,6 +232,39 @@ class _StreamThreshold:
 
     def settings(self) -> Any:
         return "spot" if self.fixed is None else self.fixed
+
+
+def replay_threshold(
+    scores: Any,
+    *,
+    q: float,
+    level: float = 0.98,
+    calibration: int = 576,
+    fit_on: Any = None,
+    logit: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A monitor's streaming SPOT gate run over a logged score series ``scores [K]``, exactly as
+    :meth:`Monitor.step` runs it: alarms ``[K]`` (bool) and the threshold in force at each step ``[K]``
+    (score units; NaN while the gate is still calibrating).
+
+    ``fit_on [M]`` given: the gate is calibrated on those scores first (:meth:`Monitor.calibrate`) and
+    can alarm from the first score; else it calibrates on the first ``calibration`` scores (no alarm
+    then). ``logit=True`` is the risk gate (SPOT on ``logit(risk)``, thresholds reported as
+    probabilities). For comparing calibrations or ``q`` on the scores a replay logged, without
+    replaying the model again.
+    """
+    gate = _StreamThreshold("threshold", "spot", q, level, calibration, logit=logit)
+    if fit_on is not None:
+        gate.calibrate(fit_on)
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    alarms = np.zeros(values.size, dtype=bool)
+    thresholds = np.full(values.size, np.nan)
+    for k, score in enumerate(values):
+        current = gate.current()
+        if current is not None:
+            thresholds[k] = current
+        alarms[k] = gate.update(float(score))
+    return alarms, thresholds
 
 
 # ----------------------------------------------------------------------------- cascade
