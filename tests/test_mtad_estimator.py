@@ -84,6 +84,26 @@ def test_history_records_finite_train_and_val_losses(fitted):
     assert history.best["val_loss"] == min(history.column("val_loss"))
 
 
+def _pooled_buffers(model: MTADGATModel) -> int:
+    """How many scratch tensors the model's GRUs hold for their next call."""
+    return sum(len(free) for gru in (model.gru, model.decoder) for free in gru.workspace._free.values())
+
+
+def test_fit_and_score_leave_no_scratch_buffers_behind(fitted):
+    # A kept model (notebook 05 keeps one per channel) must not hold the GRUs' training buffers: 27 of
+    # them held 19 GB before fit and score released them.
+    est, _, train, test = fitted
+    assert _pooled_buffers(est.model_) == 0
+    windows = sliding_windows(torch.as_tensor(est.normaliser_.transform(train[:40]), dtype=torch.float32), 16)
+    est.model_.train()
+    est.model_.loss(windows[:8].contiguous(), torch.zeros(8, F))["total"].backward()
+    est.model_.eval()
+    est.model_.zero_grad(set_to_none=True)
+    assert _pooled_buffers(est.model_) > 0  # a training step does pool its buffers ...
+    est.score_with_features(test)
+    assert _pooled_buffers(est.model_) == 0  # ... and a scoring pass hands them all back
+
+
 def test_scores_use_no_future_values_and_pad_the_first_window(fitted):
     est, _, _, test = fitted
     w = est.window

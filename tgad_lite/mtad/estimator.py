@@ -293,6 +293,7 @@ class MTADGAT(Detector):
                     generator=torch.Generator().manual_seed(seed),
                 )
             )
+        model.release_workspace()
         model.eval()
         self.model_, self.normaliser_, self.history_, self.device_ = model, normaliser, history, dev
         self.n_features_ = self.n_features
@@ -336,6 +337,7 @@ class MTADGAT(Detector):
                     out[w + start : w + stop] = s.double().cpu().numpy()
         finally:
             model.train(was_training)
+            model.release_workspace()
         out[:w] = out[w]
         return out.sum(axis=1), out
 

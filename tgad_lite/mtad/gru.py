@@ -245,6 +245,14 @@ class GRU(nn.GRU):
         self._pool().clear()
         return super()._apply(fn, recurse)
 
+    def release_workspace(self) -> None:
+        """Free the scratch buffers kept for the next call (a few hundred MB at MTAD-GAT's sizes).
+
+        Call it when a run of calls ends (a training, a scoring pass): a model kept afterwards would
+        otherwise hold them for as long as it lives, one set per batch shape it has seen.
+        """
+        self._pool().clear()
+
     def _pool(self) -> _BufferPool:
         pool = self.__dict__.get("workspace")
         if pool is None:  # a GRU unpickled from before the pool existed

@@ -153,6 +153,16 @@ class MTADGATModel(nn.Module):
             self.decoder = GRU(latent_dim, recon_hidden, batch_first=True)
             self.decoder_out = nn.Linear(recon_hidden, 2 * n_features)  # -> per-step (mu_x, logvar_x)
 
+    def release_workspace(self) -> None:
+        """Free the GRUs' scratch buffers; the estimator calls it when a training or a scoring pass ends.
+
+        Reusing them from one batch to the next makes training faster, but a fitted model kept in a
+        dict (one per channel, as notebook 05 keeps them) would otherwise hold a few hundred MB each.
+        """
+        for module in self.modules():
+            if isinstance(module, GRU):
+                module.release_workspace()
+
     # ------------------------------------------------------------------ validation
     def check_window(self, x: Tensor, name: str = "x") -> None:
         """Refuse anything but a finite floating ``[B, W, F]`` tensor matching this model."""
