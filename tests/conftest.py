@@ -43,7 +43,7 @@ def run_notebook_once(tmp_path_factory, data_mirror):
     out_root = tmp_path_factory.mktemp("notebook-runs")
 
     def run(name: str, **params):
-        key = (name, tuple(sorted(params.items())))
+        key = (name, repr(sorted(params.items())))  # repr: parameter values may be lists
         if key not in cache:
             result = run_notebook(
                 NOTEBOOKS / f"{name}.ipynb",

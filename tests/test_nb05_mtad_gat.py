@@ -211,3 +211,25 @@ def test_device_parameters_and_figures_are_recorded(run, m):
         "scores_pot.png",
         "true_vs_predicted.png",
     } <= names
+
+
+def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(run_notebook_once):
+    # Two seeds on one stand-in machine, one epoch: the numbers mean nothing, the bookkeeping is checked.
+    result = run_notebook_once("05_mtad_gat", dataset="smd", entities=["machine-1-1"], num_seeds=2, epochs=1)
+    sm = result.metrics["metrics"]
+    trained, untrained = sm["seed_rows"], sm["untrained_seed_rows"]
+    assert [r["seed"] for r in trained] == [r["seed"] for r in untrained] == [0, 1]
+    # Seed 0 is the run's main model and the table's untrained row: the study reuses them, not a third draw.
+    for key, column in (("best_f1", "ORACLE best F1"), ("f1", "F1")):
+        table = {row["detector"]: row[column] for row in sm["detection_table"]}
+        assert trained[0][key] == pytest.approx(table["mtad-gat"])
+        assert untrained[0][key] == pytest.approx(table["mtad-gat untrained"])
+        gains = [t[key] - u[key] for t, u in zip(trained, untrained, strict=True)]
+        paired = sm["seed_paired_gain"][key]
+        assert paired["mean"] == pytest.approx(sum(gains) / 2)
+        assert paired["std"] == pytest.approx(abs(gains[0] - gains[1]) / math.sqrt(2))
+        assert paired["seeds_better"] == sum(g > 0 for g in gains)
+        assert sm["seed_summary"][key]["mean"] == pytest.approx((trained[0][key] + trained[1][key]) / 2)
+    # Seed 1's untrained weights are another draw than seed 0's: its scores, hence some metric, differ.
+    assert any(untrained[0][k] != untrained[1][k] for k in ("roc_auc", "pr_auc", "best_f1"))
+    assert any("Seed study (2 seeds" in line for line in sm["summary"])
