@@ -127,6 +127,7 @@ def test_retrain_table_and_the_decision_follow_the_margin_and_the_numbers(m, p):
     rt = m["retrain"]
     d = rt["decision"]
     assert rt["margin"] == d["margin"] == p["retrain_margin"]
+    assert rt["min_gain"] == d["min_gain"] == p["retrain_min_gain"] > 0  # a gain of +0.00005 is not "better"
     for key in ("old_before", "old_after", "new_before", "new_after"):
         assert _fraction(d[key]), key
     old, new = rt["rows"]
