@@ -244,7 +244,7 @@ class GRU(nn.GRU):
 
     def _apply(self, fn, recurse=True):
         # Buffers of the old dtype or device would only hold memory.
-        self._pool().clear()
+        self.release_workspace()
         return super()._apply(fn, recurse)
 
     def release_workspace(self) -> None:
