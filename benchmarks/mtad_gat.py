@@ -18,10 +18,11 @@ Each variant runs in a fresh process (this script with ``--worker``), so its pea
 backward, gradient clipping at norm 1.0 and an Adam step, in train mode; a scoring step is
 ``model.score_consecutive(windows, gamma=1.0)`` (how ``MTADGAT.score`` scores a series: ``batch``
 steps from ``batch + 1`` sliding windows, each encoded once) under ``model.eval()`` and
-``torch.no_grad()``. One untimed
-warm-up step of each comes first; windows/s is the batch size over the median step time. The data are
-synthetic, drawn once from a seeded generator with the right shape: the cost of every operation here
-depends on tensor shapes, not on values. Ratios are to the ``port-style`` row of the same dataset and
+``torch.no_grad()``. Between the two, the model's GRU scratch buffers are released, as
+``MTADGAT.fit`` releases them when it returns. One untimed warm-up step of each comes first;
+windows/s is the batch size over the median step time. The data are synthetic, drawn once from a
+seeded generator with the right shape: the cost of every operation here depends on tensor shapes,
+not on values. Ratios are to the ``port-style`` row of the same dataset and
 hidden size, measured in the same run. See ``benchmarks/README.md``.
 """
 
@@ -156,6 +157,10 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         train_step()
     sync()
     train_s = _median_step_s(train_step, args.steps, sync)
+    # As MTADGAT.fit does when it returns: scoring then starts without training's scratch buffers.
+    release = getattr(model, "release_workspace", None)  # the port-style reference has none
+    if release is not None:
+        release()
     model.eval()
     with torch.no_grad():
         for _ in range(args.warmup):

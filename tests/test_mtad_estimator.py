@@ -86,7 +86,8 @@ def test_history_records_finite_train_and_val_losses(fitted):
 
 def _pooled_buffers(model: MTADGATModel) -> int:
     """How many scratch tensors the model's GRUs hold for their next call."""
-    return sum(len(free) for gru in (model.gru, model.decoder) for free in gru.workspace._free.values())
+    pools = {id(gru.workspace): gru.workspace for gru in (model.gru, model.decoder)}  # one, shared
+    return sum(len(free) for pool in pools.values() for free in pool._free.values())
 
 
 def test_fit_and_score_leave_no_scratch_buffers_behind(fitted):

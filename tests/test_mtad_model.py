@@ -6,6 +6,7 @@ torch sees no GPU (run it with ``pytest -m cuda``).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -303,6 +304,23 @@ def test_deterministic_under_manual_seed():
         return losses + model.eval().score(x, y, samples=2).flatten().tolist()
 
     assert run() == run()
+
+
+def test_encoder_and_decoder_share_one_buffer_pool():
+    model = small_model("both")  # gru_hidden == recon_hidden: the two GRUs' buffers have the same shapes
+    assert model.decoder.workspace is model.gru.workspace
+    clone = copy.deepcopy(model)
+    assert clone.decoder.workspace is clone.gru.workspace and clone.gru.workspace is not model.gru.workspace
+    x, y = sine_windows(16)
+    model.loss(x, y)["total"].backward()
+    hidden = SMALL["gru_hidden"]
+    free = model.gru.workspace._free
+    # The encoder's input projection [W, B, 3H], given back after its forward, is the buffer the
+    # decoder's backward takes for its gate gradients, and the encoder's backward after it: one
+    # buffer of that shape between them (two, one per GRU, if each kept its own pool).
+    assert len(free[((W, 16, 3 * hidden), torch.float32, torch.device("cpu"), False)]) == 1
+    model.release_workspace()
+    assert not free
 
 
 # ---------------------------------------------------------------- bad input

@@ -151,6 +151,10 @@ class MTADGATModel(nn.Module):
         if mode in ("reconstruction", "both"):
             self.encoder = nn.Linear(gru_hidden, 2 * latent_dim)  # -> (mu, logvar)
             self.decoder = GRU(latent_dim, recon_hidden, batch_first=True)
+            # One pool for both GRUs: a buffer the encoder gave back (its input projection after its
+            # forward, its gradients after its backward) serves the decoder, and the other way round,
+            # instead of each keeping its own set (about 100 MB less at the training step's peak).
+            self.decoder.workspace = self.gru.workspace
             self.decoder_out = nn.Linear(recon_hidden, 2 * n_features)  # -> per-step (mu_x, logvar_x)
 
     def release_workspace(self) -> None:
