@@ -40,7 +40,9 @@ LSTM cell steps on the cached gate inputs, from a zero state, and the risk head)
 model input, risk to numpy, cascade score, statistics update; timed on a copy of the monitor whose
 tensor parts are replaced by a stub returning the last logits). Every window restarts the recurrence
 from a zero state, so an exact step cannot cache it: ``S - 1`` products ``h W_hh`` and ``S`` cell
-steps over ``N`` services per step are a floor under any exact step of this model. Each part row's
+steps over ``N`` services per step are a floor under any exact step of this model; the last row,
+``floor: S - 1 products h W_hh``, times those products alone (with the recurrence's own weights and
+buffers, no gate function, no head), so the floor is measured in the same run. Each part row's
 ``values/s`` is what a monitor doing only that part would reach. The parts run on warmer caches
 than the interleaved steps (which follow the naive forward), so their sum is below the
 ``cached, fixed thresholds`` row and near the ``fixed thresholds, alone`` row.
@@ -85,6 +87,9 @@ ALONE = IMPLS[3]  # not interleaved: timed after the others, step after step
 # cannot be cached: every window restarts it from a zero state, so its S - 1 cell steps per step are a
 # floor under any exact step of this model) and everything else the step does.
 PARTS = ("part: encode one snapshot", "part: recurrence over window", "part: rest of the step")
+# The recurrent layer's S - 1 products h W_hh alone, with the recurrence's own weights and buffers: the
+# arithmetic any exact step of this model must do, whatever else it saves (the floor, measured).
+FLOOR = "floor: S - 1 products h W_hh"
 
 
 @dataclass
@@ -212,7 +217,7 @@ def measure(n: int, args: argparse.Namespace, device: str) -> tuple[list[Row], f
     cpu.update(part_cpu)
     rows = []
     naive_p50 = float(np.median(times["naive"])) * 1e3
-    for name in IMPLS + PARTS:
+    for name in IMPLS + PARTS + (FLOOR,):
         ms = np.asarray(times[name]) * 1e3
         p50 = float(np.median(ms))
         rows.append(
@@ -270,15 +275,27 @@ def _time_parts(
         PARTS[0]: lambda i: path.encode(inputs, slot),
         PARTS[1]: lambda i: path.risk_logits(t),
         PARTS[2]: lambda i: rest.step(*replay[i % len(replay)]),
+        FLOOR: lambda i: _recurrent_products(path, t),
     }
-    wall: dict[str, list[float]] = {k: [] for k in PARTS}
-    cpu: dict[str, list[float]] = {k: [] for k in PARTS}
+    wall: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
     with torch.inference_mode():
         for i in range(steps):
             for name, call in calls.items():  # interleaved, as the monitors above
                 _timed(functools.partial(call, i), sync, wall[name], cpu[name])
         path.gates_ring[slot].copy_(saved)  # encode rewrote the same snapshot's gates: restore exactly
     return wall, cpu
+
+
+def _recurrent_products(path: Any, t: int) -> None:
+    """The ``S - 1`` products ``h W_hh`` (``[N, D] x [D, 4D]``) of the window ending at ``t``, as the cached
+    LSTM recurrence forms them (gate input plus product, into its scratch buffers; no gate function, no
+    head). Writes only scratch that ``risk_logits`` rewrites. The benchmark's model is an LSTM."""
+    d, h, ring = path.d, path.h, path.gates_ring
+    for k in range(1, path.s):
+        x = ring[(t - path.s + 1 + k) % path.s]
+        torch.addmm(x[:, : 3 * d], h, path.w_sig, out=path.sig)
+        torch.addmm(x[:, 3 * d :], h, path.w_tanh, out=path.tanh)
 
 
 def _timed(call: Any, sync: Any, wall: list[float], cpu: list[float]) -> Any:

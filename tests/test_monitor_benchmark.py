@@ -30,7 +30,7 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
     assert torch.get_num_threads() == threads  # --threads 1 was undone at the end
     record = json.loads(out.read_text())
     rows = record["rows"]
-    per_size = bench.IMPLS + bench.PARTS
+    per_size = bench.IMPLS + bench.PARTS + (bench.FLOOR,)
     assert [(r["services"], r["impl"]) for r in rows] == [(n, impl) for n in (8, 20) for impl in per_size]
     for block in (rows[: len(per_size)], rows[len(per_size) :]):
         naive = block[0]
@@ -41,7 +41,7 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
             assert r["speedup"] == pytest.approx(naive["p50_ms"] / r["p50_ms"])
             # throughput: N x F values per step over the mean step time
             assert r["values_per_s"] == pytest.approx(r["services"] * 4 / (r["mean_ms"] / 1e3), rel=1e-9)
-        assert [r["spot_refits"] for r in block[2:]] == [0] * 5  # fixed thresholds never refit, the parts run no SPOT
+        assert [r["spot_refits"] for r in block[2:]] == [0] * 6  # fixed thresholds never refit, the parts run no SPOT
     # the cached monitor and the naive full forward gave the same risks
     assert set(record["max_risk_difference"]) == {"cpu N=8", "cpu N=20"}
     assert all(0 <= d <= 1e-5 for d in record["max_risk_difference"].values())
@@ -50,6 +50,7 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
     assert "cached, fixed thresholds" in printed and "target (issue 11" in printed
     assert "fixed thresholds, alone" in printed
     assert "part: recurrence over window" in printed and "part: rest of the step" in printed
+    assert "floor: S - 1 products h W_hh" in printed
 
 
 def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
@@ -64,7 +65,7 @@ def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
         untouched.step(tel.x[t], tel.mask[t])
     replay = [(tel.x[t], tel.mask[t]) for t in range(start, start + 2)]
     wall, cpu = bench._time_parts(timed, 3, lambda: None, replay)
-    assert set(wall) == set(cpu) == set(bench.PARTS) and all(len(v) == 3 for v in wall.values())
+    assert set(wall) == set(cpu) == {*bench.PARTS, bench.FLOOR} and all(len(v) == 3 for v in wall.values())
     for t in range(start + 8, start + 12):
         a, b = timed.step(tel.x[t], tel.mask[t]), untouched.step(tel.x[t], tel.mask[t])
         assert np.array_equal(a.risk, b.risk)
