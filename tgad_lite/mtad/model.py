@@ -153,7 +153,7 @@ class MTADGATModel(nn.Module):
             self.decoder = GRU(latent_dim, recon_hidden, batch_first=True)
             # One pool for both GRUs: a buffer the encoder gave back (its input projection after its
             # forward, its gradients after its backward) serves the decoder, and the other way round,
-            # instead of each keeping its own set (MSL, hidden 150: peak RSS 0.97-0.98 -> 0.90-0.92 GB).
+            # instead of each keeping its own set (MSL, hidden 150, one thread: training peak RSS 0.90 -> 0.87 GB).
             self.decoder.workspace = self.gru.workspace
             self.decoder_out = nn.Linear(recon_hidden, 2 * n_features)  # -> per-step (mu_x, logvar_x)
 
