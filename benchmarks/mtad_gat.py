@@ -158,9 +158,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     sync()
     train_s = _median_step_s(train_step, args.steps, sync)
     # As MTADGAT.fit does when it returns: scoring then starts without training's scratch buffers.
-    release = getattr(model, "release_workspace", None)  # the port-style reference has none
-    if release is not None:
-        release()
+    model.release_workspace()  # every variant, the port-style reference included, is an MTADGATModel
     model.eval()
     with torch.no_grad():
         for _ in range(args.warmup):
