@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _notebook_output import CLOSING_LINE, progress_lines, shown_text
 from _notebook_output import streams as output_streams
 
+from tgad_lite.anomaly.threshold import pot_threshold
 from tgad_lite.device import resolve_device
+from tgad_lite.metrics.detection import evaluate
 
 pytestmark = pytest.mark.notebook
 
@@ -233,3 +236,15 @@ def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(
     # Seed 1's untrained weights are another draw than seed 0's: its scores, hence some metric, differ.
     assert any(untrained[0][k] != untrained[1][k] for k in ("roc_auc", "pr_auc", "best_f1"))
     assert any("Seed study (2 seeds" in line for line in sm["summary"])
+    # Every score the tables come from is saved: each seed's row is recomputed from scores.npz alone.
+    assert sm["scores_file"] == "scores.npz"
+    with np.load(result.output_notebook.parent / "scores.npz") as saved:
+        labels = saved["labels/machine-1-1"]
+        assert {f"test/{d}/machine-1-1" for d in ("random", "magnitude-max", "pca", "knn")} <= set(saved.files)
+        for name, rows in (("mtad-gat", trained), ("mtad-gat untrained", untrained)):
+            for row in rows:
+                key = f"{name}/seed{row['seed']}/machine-1-1"
+                threshold = pot_threshold(saved[f"heldout/{key}"], level=0.9, q=0.001).threshold
+                again = evaluate(saved[f"test/{key}"], labels, threshold)
+                assert again["best_f1"] == pytest.approx(row["best_f1"]), key
+                assert again["f1"] == pytest.approx(row["f1"]), key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from tgad_lite.repro import (
     deterministic,
     restore_determinism,
     seed_everything,
+    write_scores,
 )
 
 
@@ -97,3 +99,34 @@ def test_pythonhashseed_is_left_alone(monkeypatch):
 def test_bad_seeds_are_refused(seed):
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         seed_everything(seed)
+
+
+def test_write_scores_round_trips_every_array_under_its_key(tmp_path):
+    arrays = {"test/mtad-gat/seed0/C-1": np.array([0.5, 2.0, 0.25]), "labels/C-1": np.array([0, 1, 0], dtype=np.int8)}
+    path = write_scores(tmp_path / "run", arrays)
+    assert path == tmp_path / "run" / "scores.npz"
+    with np.load(path) as saved:
+        assert sorted(saved.files) == sorted(arrays)
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(saved[key], value)
+            assert saved[key].dtype == value.dtype
+    assert [p.name for p in path.parent.iterdir()] == ["scores.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"test/a": np.array([1.0, np.nan])}, "'test/a' has 1 NaN or infinite"),
+        ({"test/a": np.array([np.inf])}, "NaN or infinite"),
+        ({"test/a": np.array(["x"])}, "must be numeric"),
+        ({"../a": np.zeros(2)}, "relative names"),
+        ({}, "no arrays"),
+    ],
+)
+def test_write_scores_refuses_bad_arrays_and_leaves_the_old_file(tmp_path, arrays, message):
+    good = write_scores(tmp_path, {"a": np.zeros(2)})
+    before = good.read_bytes()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_scores(tmp_path, arrays)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.npz"]

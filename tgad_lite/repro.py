@@ -173,3 +173,34 @@ def write_metrics(
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True, allow_nan=False))
     tmp.replace(path)
     return path
+
+
+def write_scores(output_dir: str | os.PathLike, arrays: Mapping[str, Any], name: str = "scores.npz") -> Path:
+    """Write named score arrays (e.g. ``"test/mtad-gat/seed0/C-1"`` -> ``[T]``) into ``output_dir/name``.
+
+    The arrays a notebook's tables are computed from, so a new metric or post-processing can be
+    tried on them without training again (``np.load(path)[key]``). Every array must be numeric and
+    finite: a NaN score would make every metric built on it meaningless, so it is refused here, with
+    its key, rather than discovered later. Written to a temporary name and renamed: no half file.
+    """
+    if not arrays:
+        raise ValueError("no arrays to write; pass {key: array}")
+    checked = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str) or not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"array keys must be non-empty relative names like 'test/pca/C-1', got {key!r}")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{key!r} holds {arr.dtype} values; scores and labels must be numeric")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ValueError(f"{key!r} has {bad} NaN or infinite values; fix the scores before saving them")
+        checked[key] = arr
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    tmp = out / f".{name}.tmp"
+    with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare tmp name
+        np.savez_compressed(fh, **checked)
+    tmp.replace(path)
+    return path
