@@ -289,13 +289,11 @@ def _time_parts(
 
 def _recurrent_products(path: Any, t: int) -> None:
     """The ``S - 1`` products ``h W_hh`` (``[N, D] x [D, 4D]``) of the window ending at ``t``, as the cached
-    LSTM recurrence forms them (gate input plus product, into its scratch buffers; no gate function, no
+    LSTM recurrence forms them (gate input plus product, into its scratch buffer; no gate function, no
     head). Writes only scratch that ``risk_logits`` rewrites. The benchmark's model is an LSTM."""
-    d, h, ring = path.d, path.h, path.gates_ring
+    h, ring = path.h, path.gates_ring
     for k in range(1, path.s):
-        x = ring[(t - path.s + 1 + k) % path.s]
-        torch.addmm(x[:, : 3 * d], h, path.w_sig, out=path.sig)
-        torch.addmm(x[:, 3 * d :], h, path.w_tanh, out=path.tanh)
+        torch.addmm(ring[(t - path.s + 1 + k) % path.s], h, path.w_hh_t, out=path.gates)
 
 
 def _timed(call: Any, sync: Any, wall: list[float], cpu: list[float]) -> Any:

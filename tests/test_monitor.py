@@ -585,3 +585,29 @@ def test_a_detector_for_other_services_or_metrics_is_refused_at_construction(har
     with pytest.raises(ValueError, match="lacks"):
         Monitor(_model(), hard.graph.edge_index, normaliser=norm, window=3, drift=object())
     Monitor(_model(), hard.graph.edge_index, normaliser=norm, window=3, drift=DriftDetector(8, metrics))
+
+
+@pytest.mark.parametrize("recurrent", ["lstm", "gru"])
+def test_saved_gate_cache_keeps_format_1s_layout_exactly(dag, recurrent):
+    """The ring holds the tanh gate's pre-activation doubled (one sigmoid covers every gate); a state
+    stores it as format 1 did (LSTM gates i, f, o, g, GRU r, z, n, biases folded, nothing doubled) and
+    loading it back gives the ring bit for bit."""
+    model = _model(4, recurrent=recurrent)
+    path = _SnapshotModel(model, dag.graph.edge_index, 30, WINDOW, torch.device("cpu"))
+    h = torch.randn(30, 16, generator=torch.Generator().manual_seed(1))
+    rnn, d = model.rnn, 16
+    with torch.inference_mode():
+        torch.addmm(path.b_in, h, path.w_ih_t, out=path.gates_ring[2])
+        if recurrent == "lstm":
+            order = torch.cat([torch.arange(0, 2 * d), torch.arange(3 * d, 4 * d), torch.arange(2 * d, 3 * d)])
+            want = (h @ rnn.weight_ih_l0.t() + rnn.bias_ih_l0 + rnn.bias_hh_l0)[:, order]
+        else:
+            want = h @ rnn.weight_ih_l0.t() + rnn.bias_ih_l0
+        saved = path.export_gates()
+        assert torch.allclose(saved[2], want, atol=1e-6)
+        tanh_gate = slice((3 if recurrent == "lstm" else 2) * d, None)
+        assert torch.equal(saved[2][:, tanh_gate] * 2, path.gates_ring[2][:, tanh_gate])
+        ring = path.gates_ring.clone()
+        path.gates_ring.zero_()
+        path.import_gates(saved)
+        assert torch.equal(path.gates_ring, ring)

@@ -22,7 +22,8 @@
    input buffer are allocated once.
 4. **Runs the recurrent layer over the window** (the ``S`` cached gate inputs, oldest first, from a
    zero state, exactly as ``TemporalGAT.forward`` does for that window; only the ``h W_hh`` part is
-   left per step) and the risk head on the last state: ``risk [N]``. Nothing is computed or
+   left per step; each ``tanh`` computed as ``2 sigmoid(2 x) - 1``, see ``_SnapshotModel``) and the
+   risk head on the last state: ``risk [N]``. Nothing is computed or
    returned for the first ``S - 1`` steps (``risk=None``): no window is full yet.
 5. **Cascade score** :func:`~tgad_lite.anomaly.cascade.cascade_score` of the risk, from adjacency
    lists built once (the same arithmetic, tested equal).
@@ -320,13 +321,17 @@ class _SnapshotModel:
     matrix ``[N H, 2 N H]`` (row ``n H + h``, column ``2 src H + h``) times ``x_lr = [x_l, x_r]``
     ``[N, 2D]`` viewed ``[2 N H, C]`` (its ``x_r`` rows get no weight); each layer's ``lin_l`` and
     ``lin_r`` as one matrix product, and ``x_l[src] + x_r[dst]`` as one ``embedding_bag``; the
-    LSTM's gates reordered to ``i, f, o, g`` so one sigmoid covers three of them.
+    LSTM's gates reordered to ``i, f, o, g``, and the tanh gate's pre-activation doubled in the
+    weights, so ONE sigmoid over a contiguous ``[N, 4D]`` buffer covers all four gates
+    (``tanh(x) = 2 sigmoid(2 x) - 1``; torch's tanh costs about 6x its sigmoid on the project's
+    CPU, see ``__init__``).
 
     The recurrence restarts from a zero state in every window (as ``TemporalGAT.forward`` does),
     so each step runs the window's ``S`` cell steps again on the cached gate inputs: the first from
-    ``h = c = 0`` (no ``h W_hh`` product), then ``S - 1`` products. The LSTM's sigmoid gates
-    (``i, f, o``) and its tanh gate (``g``) get two products into two contiguous buffers: a gate
-    function on a strided column block of ``[N, 4D]`` is several times slower. Why not keep the
+    ``h = c = 0`` (no ``h W_hh`` product), then ``S - 1`` products, each followed by one sigmoid
+    over the whole ``[N, 4D]`` gate buffer (before, two products into two buffers, a sigmoid on one
+    and a tanh on the other, because a gate function on a strided column block is several times
+    slower; with every gate a sigmoid neither is needed). Why not keep the
     ``S - 1`` unfinished windows as live states and advance them all in one batched cell step:
     the same arithmetic in fewer, larger calls, but its ``[S - 1, N, 4D]`` buffers (3.5 MB at
     N = 1000) do not fit in a core's L2 cache; timed after a full forward had evicted the caches
@@ -357,29 +362,43 @@ class _SnapshotModel:
             rnn = model.rnn
             w_ih, w_hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
             if self.lstm:
-                b_in, b_hh = rnn.bias_ih_l0.detach() + rnn.bias_hh_l0.detach(), None
                 # torch's order i, f, g, o -> i, f, o, g
                 perm = torch.cat([torch.arange(0, 2 * d), torch.arange(3 * d, 4 * d), torch.arange(2 * d, 3 * d)])
                 perm = perm.to(w_ih.device)
-                w_ih, w_hh, b_in = w_ih[perm], w_hh[perm], b_in[perm]
+                w_ih, w_hh = w_ih[perm], w_hh[perm]
+                b_in, b_hh = (rnn.bias_ih_l0.detach() + rnn.bias_hh_l0.detach())[perm], None
             else:
                 b_in, b_hh = rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach()
-            self.w_ih_t = w_ih.t().contiguous()
-            self.b_in, self.b_hh = b_in.contiguous(), None if b_hh is None else b_hh.contiguous()
+            # tanh(x) = 2 sigmoid(2 x) - 1, and torch's tanh is slow on the project's CPU (AMD EPYC, torch
+            # 2.13, float32 [1000, 32], one thread, two runs: tanh 82-109 us, sigmoid 15-18 us, the whole
+            # identity 29-37 us, within 1.8e-7 of tanh): the tanh gate (LSTM g, GRU n) gets its
+            # pre-activation doubled here, in the weights and biases (times 2 is exact in floating
+            # point), so one sigmoid covers every gate.
+            # gate_scale [G]: 2 on the tanh gate's rows, 1 elsewhere; the cache is stored with it applied
+            # (state_dict divides it back out: saved states keep the layout of format 1).
+            scale = torch.ones(w_ih.shape[0], dtype=w_ih.dtype, device=w_ih.device)
+            scale[(3 if self.lstm else 2) * d :] = 2.0
+            self.gate_scale = scale
+            self.w_ih_t = (w_ih * scale[:, None]).t().contiguous()
+            self.w_hh_t = (w_hh * scale[:, None]).t().contiguous()
+            self.b_in = (b_in * scale).contiguous()
+            self.b_hh = None if b_hh is None else (b_hh * scale).contiguous()
             g = (4 if self.lstm else 3) * d
             like = {"device": device, "dtype": w_ih.dtype}  # the model's dtype (float64 in the tests)
-            self.gates_ring = torch.zeros(window, num_nodes, g, **like)  # input gates per step
-            if self.lstm:
-                self.w_sig = w_hh.t()[:, : 3 * d].contiguous()  # [D, 3D]: i, f, o
-                self.w_tanh = w_hh.t()[:, 3 * d :].contiguous()  # [D, D]: g
-                self.sig = torch.empty(num_nodes, 3 * d, **like)
-                self.tanh = torch.empty(num_nodes, d, **like)
-            else:
-                self.w_hh_t = w_hh.t().contiguous()
-                self.gates = torch.empty(num_nodes, g, **like)
+            self.gates_ring = torch.zeros(window, num_nodes, g, **like)  # input gates per step, gate_scale applied
+            self.gates = torch.empty(num_nodes, g, **like)
             self.h = torch.zeros(num_nodes, d, **like)
             self.c = torch.zeros(num_nodes, d, **like)
             self.tmp = torch.empty(num_nodes, d, **like)
+
+    def export_gates(self) -> Tensor:
+        """The gate cache ``[S, N, G]`` as saved in a state: LSTM gates in the order i, f, o, g (GRU:
+        r, z, n), input part plus folded biases, tanh gate NOT doubled (exact: a division by 2)."""
+        return self.gates_ring / self.gate_scale
+
+    def import_gates(self, gates: Tensor) -> None:
+        """Load a cache saved by :meth:`export_gates` (the inverse, exact)."""
+        torch.mul(gates.to(self.gates_ring), self.gate_scale, out=self.gates_ring)
 
     def _build_layers(self) -> None:
         """Per GATv2 layer: stacked ``lin_l``/``lin_r`` weights; the CSR pattern of the aggregation."""
@@ -447,33 +466,30 @@ class _SnapshotModel:
     def risk_logits(self, t: int) -> Tensor:
         """Logits ``[N]`` of the window ending at step ``t`` (gate inputs of steps ``t - S + 1 .. t``
         in their ring slots): its ``S`` cell steps from a zero state, then the risk head."""
-        d, h, c, tmp, ring = self.d, self.h, self.c, self.tmp, self.gates_ring
+        d, h, c, tmp, ring, gates = self.d, self.h, self.c, self.tmp, self.gates_ring, self.gates
         slots = [(t - self.s + 1 + k) % self.s for k in range(self.s)]  # oldest first
         if self.lstm:
-            # Gates reordered to i, f, o | g:  c <- f c + i g,  h <- o tanh(c). First step: h = c = 0.
-            sig, tanh = self.sig, self.tanh
-            x = ring[slots[0]]
-            torch.sigmoid(x[:, : 3 * d], out=sig)
-            torch.tanh(x[:, 3 * d :], out=tanh)
-            torch.mul(sig[:, :d], tanh, out=c)
-            torch.tanh(c, out=tmp)
-            torch.mul(sig[:, 2 * d :], tmp, out=h)
-            for slot in slots[1:]:
-                x = ring[slot]
-                torch.addmm(x[:, : 3 * d], h, self.w_sig, out=sig).sigmoid_()
-                torch.addmm(x[:, 3 * d :], h, self.w_tanh, out=tanh).tanh_()
-                c.mul_(sig[:, d : 2 * d]).addcmul_(sig[:, :d], tanh)
-                torch.tanh(c, out=tmp)
-                torch.mul(sig[:, 2 * d :], tmp, out=h)
+            # Gates i, f, o | 2g after one sigmoid: s_g = sigmoid(2 g), tanh(g) = 2 s_g - 1, so
+            # c <- f c + i tanh(g) = f c + 2 i s_g - i  and  h <- o tanh(c) = o (2 sigmoid(2 c) - 1).
+            # First step from h = c = 0: no product, and f c = 0.
+            i, f, o, s_g = (gates[:, k * d : (k + 1) * d] for k in range(4))
+            torch.sigmoid(ring[slots[0]], out=gates)
+            torch.mul(i, s_g, out=c).mul_(2).sub_(i)
+            for k, slot in enumerate(slots):
+                if k:
+                    torch.addmm(ring[slot], h, self.w_hh_t, out=gates).sigmoid_()
+                    c.mul_(f).addcmul_(i, s_g, value=2).sub_(i)
+                torch.mul(c, 2, out=tmp).sigmoid_().mul_(2).sub_(1)
+                torch.mul(o, tmp, out=h)
         else:
-            # Gate order r, z, n (torch.nn.GRU): n = tanh(x_n + r * (W_hn h + b_hn)), h = (1 - z) n + z h.
+            # Gate order r, z, n (torch.nn.GRU), n's rows doubled: n = tanh(x_n + r (W_hn h + b_hn))
+            # = 2 sigmoid(2 x_n + r (2 W_hn h + 2 b_hn)) - 1, h = (1 - z) n + z h.
             h.zero_()
-            gates = self.gates
             for slot in slots:
                 x = ring[slot]
                 torch.addmm(self.b_hh, h, self.w_hh_t, out=gates)
                 rz = gates[:, : 2 * d].add_(x[:, : 2 * d]).sigmoid_()
-                n = gates[:, 2 * d :].mul_(rz[:, :d]).add_(x[:, 2 * d :]).tanh_()
+                n = gates[:, 2 * d :].mul_(rz[:, :d]).add_(x[:, 2 * d :]).sigmoid_().mul_(2).sub_(1)
                 h.sub_(n).mul_(rz[:, d:]).add_(n)  # n + z (h - n)
         return self.model.head(h).view(-1)
 
@@ -878,7 +894,7 @@ class Monitor:
             "raw": self.raw.copy(),
             "mask": self.mask.copy(),
             "normalised": self.normalised.copy(),
-            "gates": self._path.gates_ring.detach().cpu().numpy().copy(),
+            "gates": self._path.export_gates().detach().cpu().numpy().copy(),
             "normaliser": self.normaliser.state_dict(),
             "risk_threshold": self.risk_gate.state_dict(),
             "cascade_threshold": self.cascade_gate.state_dict(),
@@ -918,7 +934,7 @@ class Monitor:
             self.drift.load_state_dict(state["drift"])  # refuses a state of another shape/config itself
         self.raw[:], self.mask[:], self.normalised[:] = raw, mask, normalised
         with torch.inference_mode():
-            self._path.gates_ring.copy_(torch.from_numpy(gates))
+            self._path.import_gates(torch.from_numpy(gates))
         self.normaliser, self.risk_gate, self.cascade_gate = normaliser, risk_gate, cascade_gate
         self.step_count = int(state["step"])
         self.model_version = state["model_version"]
