@@ -273,3 +273,34 @@ def test_knn_refuses_a_series_shorter_than_the_window(data):
     det = KNNDetector(window=5, max_train_windows=50).fit(train)
     with pytest.raises(ValueError, match=r"x has 4 time steps, fewer than the 5 needed"):
         det.score(test[:4])
+
+
+def test_pca_scores_carry_no_floating_point_noise_and_ignore_column_order():
+    # Rank-deficient training data, as on MSL: column 3 = column 0 + column 1, columns 4 and 5 never
+    # change. Test steps move freely inside the training span and flip column 4 between 0 and 1, so
+    # in exact arithmetic every score is 0 or 1 (the residual is column 4's deviation alone). Unrounded,
+    # reconstruction noise (~1e-16) gives almost every step its own score and an oracle threshold
+    # ranks steps by it.
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(400, 3))
+    train = np.column_stack([base, base[:, 0] + base[:, 1], np.zeros(400), np.ones(400)])
+    moves = rng.normal(size=(300, 3)) * 3
+    flips = (rng.random(300) < 0.3).astype(float)
+    test = np.column_stack([moves, moves[:, 0] + moves[:, 1], flips, np.ones(300)])
+    det = PCADetector(0.95).fit(train)
+    assert det.pca_.n_components_ == 3  # the whole training span: the 0.95 cut needs every varying direction
+    score = det.score(test)
+    assert set(np.unique(score)) == {0.0, 1.0}
+    assert np.array_equal(score, flips)
+    for seed in range(5):
+        perm = np.random.default_rng(seed).permutation(6)
+        assert np.array_equal(PCADetector(0.95).fit(train[:, perm]).score(test[:, perm]), score)
+
+
+def test_pca_resolution_follows_the_data_scale_without_standardising():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(200, 3)) * 1e-6  # tiny units: an absolute 1e-9 floor would zero every score
+    det = PCADetector(2, standardise=False).fit(train)
+    assert det.resolution_ == pytest.approx(1e-9 * train.var(axis=0).mean(), rel=1e-9)
+    test = rng.normal(size=(50, 3)) * 1e-6
+    assert (det.score(test) > 0).all()

@@ -177,6 +177,18 @@ class PCADetector(Detector):
     squared residual, ``score(x) -> [T]`` its sum over features. If every training feature is
     constant there is no direction to learn: the reconstruction is the training mean. If the
     kept components span every feature, all errors are 0 and a ``UserWarning`` says so.
+
+    Per-feature scores are rounded: below ``resolution_`` (``1e-9`` of the training data's mean
+    variance per non-constant feature after standardising: ``1e-9`` with the default) to 0, above it
+    to float32's 24 significant bits (returned as float64). Why: when the
+    training data has fewer independent directions than features (a command column that never
+    changes in training, two columns that move together), steps whose residuals are EQUAL in exact
+    arithmetic get scores that differ by floating-point noise (about ``1e-16`` of their size), and
+    any threshold, an oracle's above all, then ranks steps by that noise. On MSL channel F-5 the
+    3922 test scores take 3684 distinct values, 2 after rounding; the oracle best F1 there is 0.48
+    unrounded and 0.07 rounded, and the unrounded value moves between 0.29 and 0.54 when the
+    columns are merely reordered, and from one machine to another (0.359 against 0.373 averaged over
+    MSL's channels). Rounded, the scores do not depend on column order.
     """
 
     def __init__(self, n_components: float | int = 0.95, standardise: bool = True) -> None:
@@ -219,6 +231,9 @@ class PCADetector(Detector):
                 )
         self.normaliser_, self.pca_, self.mean_ = normaliser, pca, z.mean(axis=0)
         self.n_features_ = f
+        variance = z.var(axis=0)
+        varying = variance > 0
+        self.resolution_ = 1e-9 * (float(variance[varying].mean()) if varying.any() else 1.0)
         return self
 
     def score_features(self, x: Any) -> np.ndarray:
@@ -226,7 +241,11 @@ class PCADetector(Detector):
         if self.normaliser_ is not None:
             z = self.normaliser_.transform(z)
         recon = self.mean_ if self.pca_ is None else self.pca_.inverse_transform(self.pca_.transform(z))
-        return (z - recon) ** 2
+        # Floating-point noise out (class docstring): below resolution_ is 0, above it a value keeps
+        # float32's 24 significant bits (relative steps of 6e-8; the noise is about 1e-16 of the value).
+        squared = (z - recon) ** 2
+        squared[squared < self.resolution_] = 0.0
+        return squared.astype(np.float32).astype(np.float64)
 
     def score(self, x: Any) -> np.ndarray:
         return self.score_features(x).sum(axis=1)
