@@ -17,6 +17,7 @@ import pytest
 from _notebook_output import CLOSING_LINE, progress_lines, shown_text
 from _notebook_output import streams as output_streams
 
+from tgad_lite.anomaly.smoothing import ewma
 from tgad_lite.anomaly.threshold import pot_threshold
 from tgad_lite.device import resolve_device
 from tgad_lite.metrics.detection import evaluate
@@ -107,6 +108,23 @@ def test_three_modes_are_compared_on_the_same_channels_and_rule(run, m):
         assert f"{mode} {by[mode]['best_f1']:.3f}" in claim  # the text quotes this run's numbers
     best = max(by, key=lambda k: by[k]["best_f1"])
     assert f"The best mode here is {best}" in claim
+
+
+def test_smoothed_scores_are_tried_on_every_detector_with_the_same_rule(run, m):
+    sm = m["smoothing"]
+    assert sm["spans"] == [1, 10, 30, 105]
+    assert [(r["span"], r["detector"]) for r in sm["rows"]] == [(s, d) for s in sm["spans"] for d in DETECTORS]
+    for r in sm["rows"]:
+        for key in ("f1", "event_recall", "composite_f1", "pak_auc", "roc_auc", "best_f1"):
+            assert _fraction(r[key]), (r["span"], r["detector"], key)
+    # Span 1 is no smoothing: section 5's table, number for number.
+    for r in sm["rows"][: len(DETECTORS)]:
+        assert r["f1"] == m["detectors"][r["detector"]]["f1"]
+        assert r["composite_f1"] == m["detectors"][r["detector"]]["composite_f1"]
+        assert r["best_f1"] == m["detectors"][r["detector"]]["best_f1"]
+    # Smoothing changes the scores: some row differs from its unsmoothed twin.
+    assert any(r["roc_auc"] != m["detectors"][r["detector"]]["roc_auc"] for r in sm["rows"][len(DETECTORS) :])
+    assert any(line.startswith("Smoothed scores (section 5b") for line in m["summary"])
 
 
 def test_attribution_blames_the_injected_metrics_on_the_smd_standin(m):
@@ -216,6 +234,8 @@ def test_device_parameters_and_figures_are_recorded(run, m):
     } <= names
 
 
+# POT on a 1-epoch model's held-out scores falls back as the notebook does (it says so in its table)
+@pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
 def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(run_notebook_once):
     # Two seeds on one stand-in machine, one epoch: the numbers mean nothing, the bookkeeping is checked.
     result = run_notebook_once("05_mtad_gat", dataset="smd", entities=["machine-1-1"], num_seeds=2, epochs=1)
@@ -248,3 +268,14 @@ def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(
                 again = evaluate(saved[f"test/{key}"], labels, threshold)
                 assert again["best_f1"] == pytest.approx(row["best_f1"]), key
                 assert again["f1"] == pytest.approx(row["f1"]), key
+        # Section 5b from the saved scores: seed 0's model, smoothed with span 10, POT on its smoothed held-out part.
+        key = "mtad-gat/seed0/machine-1-1"
+        threshold = pot_threshold(ewma(saved[f"heldout/{key}"], 10), level=0.9, q=0.001).threshold
+        again = evaluate(ewma(saved[f"test/{key}"], 10), labels, threshold)
+        (row,) = [r for r in sm["smoothing"]["rows"] if (r["span"], r["detector"]) == (10, "mtad-gat")]
+        assert again["f1"] == pytest.approx(row["f1"]) and again["pak_auc"] == pytest.approx(row["pak_auc"])
+    paired = sm["smoothing"]["paired_gain"]
+    assert set(paired) == {"1", "10", "30", "105"}
+    for key in ("f1", "composite_f1", "pak_auc"):
+        assert paired["1"][key]["mean"] == pytest.approx(sm["seed_paired_gain"][key]["mean"])  # span 1: section 5
+        assert all(0 <= paired[span][key]["seeds_better"] <= 2 for span in paired)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tgad_lite.anomaly.smoothing import ewma
 from tgad_lite.intervals import check_labels, label_ranges, ranges_to_labels
 
 __all__ = [
@@ -550,16 +551,6 @@ class DynamicThresholdResult:
     labels: np.ndarray
 
 
-def _ewma(x: np.ndarray, span: float) -> np.ndarray:
-    """pandas' ``Series.ewm(span=span).mean()`` (adjust=True): weights (1 - a)^k, a = 2 / (span + 1)."""
-    from scipy.signal import lfilter
-
-    decay = 1.0 - 2.0 / (span + 1.0)
-    num = lfilter([1.0], [1.0, -decay], x)
-    den = lfilter([1.0], [1.0, -decay], np.ones_like(x))
-    return num / den
-
-
 def dynamic_threshold(
     errors: Any,
     *,
@@ -599,7 +590,7 @@ def dynamic_threshold(
         raise ValueError(f"p (minimum percentage decrease for pruning) must be in [0, 1), got {p!r}")
 
     T = e.size
-    e_s = _ewma(e, float(span)) if span > 1 else e.copy()
+    e_s = ewma(e, float(span))
     mean, std = float(e_s.mean()), float(e_s.std())
     zs = np.arange(lo, hi + z_step / 2, z_step)
     best_z, best_score = None, 0.0
