@@ -130,3 +130,13 @@ def test_write_scores_refuses_bad_arrays_and_leaves_the_old_file(tmp_path, array
         write_scores(tmp_path, arrays)
     assert good.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.npz"]
+
+
+def test_write_scores_leaves_no_partial_file_when_writing_fails(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_scores(tmp_path, {"a": np.zeros(3)})
+    assert list(tmp_path.iterdir()) == []

@@ -200,7 +200,11 @@ def write_scores(output_dir: str | os.PathLike, arrays: Mapping[str, Any], name:
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     tmp = out / f".{name}.tmp"
-    with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare tmp name
-        np.savez_compressed(fh, **checked)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare tmp name
+            np.savez_compressed(fh, **checked)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves no half file behind
+        raise
     return path
