@@ -10,6 +10,7 @@ import pytest
 
 from tgad_lite.anomaly.protocol import (
     check_series,
+    cross_fit_choice,
     evaluate_concatenated,
     evaluate_entities,
     evaluate_per_entity,
@@ -207,3 +208,45 @@ def test_per_entity_thresholds_reach_their_own_entity():
     assert evaluate_per_entity(results, alarm_rate, thresholds={"a": 0.0, "b": 10.0})["alarm_rate"] == 0.5
     with pytest.raises(ValueError, match=r"missing \['b'\], unknown \['c'\]"):
         evaluate_entities(results, alarm_rate, thresholds={"a": 0.5, "c": 1.0})
+
+
+# Entities a..d sorted, two folds: {a, c} and {b, d}. Span 1 is best on b and d, span 10 on a and c, so each
+# fold gets the candidate that won on the OTHER fold, never its own winner (hand-computed means below).
+CROSS_QUALITY = {
+    1: {"a": 0.1, "b": 0.6, "c": 0.2, "d": 0.4},  # fold {a, c}: mean 0.15; fold {b, d}: 0.5
+    10: {"a": 0.5, "b": 0.3, "c": 0.7, "d": 0.3},  # fold {a, c}: mean 0.6;  fold {b, d}: 0.3
+}
+
+
+def test_cross_fit_choice_picks_on_the_other_fold():
+    chosen = cross_fit_choice(CROSS_QUALITY)
+    # {a, c} is scored with the choice made on {b, d} (1: 0.5 > 0.3), {b, d} with {a, c}'s (10: 0.6 > 0.15)
+    assert chosen == {"a": 1, "c": 1, "b": 10, "d": 10}
+    # an oracle choice (each fold its own winner) would be the opposite on every entity
+    assert all(chosen[e] != max(CROSS_QUALITY, key=lambda c: CROSS_QUALITY[c][e]) for e in "abcd")
+
+
+def test_cross_fit_choice_folds_round_robin_over_sorted_names_and_ties_go_first():
+    # three folds over c, a, b (given unsorted): sorted a | b | c, each fold chosen on the two others
+    quality = {"x": {"c": 1.0, "a": 0.0, "b": 0.0}, "y": {"c": 0.0, "a": 1.0, "b": 0.5}}
+    # a: mean over b, c -> x 0.5, y 0.25 -> x; b: over a, c -> x 0.5, y 0.5 -> tie, x listed first; c: over a, b -> y
+    assert cross_fit_choice(quality, n_folds=3) == {"a": "x", "b": "x", "c": "y"}
+    swapped = {"y": quality["y"], "x": quality["x"]}
+    assert cross_fit_choice(swapped, n_folds=3)["b"] == "y"  # the tie now goes to y, listed first
+
+
+@pytest.mark.parametrize(
+    ("quality", "n_folds", "match"),
+    [
+        (CROSS_QUALITY, 1, "n_folds must be an integer >= 2"),
+        (CROSS_QUALITY, True, "n_folds must be an integer >= 2"),
+        (CROSS_QUALITY, 5, "4 entities cannot fill 5 folds"),
+        ({}, 2, "quality is empty"),
+        ({1: {"a": 0.1, "b": 0.2}, 2: {"a": 0.1, "c": 0.2}}, 2, "score every candidate on the same entities"),
+        ({1: {"a": 0.1, "b": float("nan")}}, 2, "entity 'b' is nan; every quality must be a finite number"),
+        ({1: {"a": 0.1, "b": None}}, 2, "entity 'b' is None"),
+    ],
+)
+def test_cross_fit_choice_refuses_bad_input(quality, n_folds, match):
+    with pytest.raises(ValueError, match=match):
+        cross_fit_choice(quality, n_folds=n_folds)

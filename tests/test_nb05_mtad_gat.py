@@ -127,6 +127,41 @@ def test_smoothed_scores_are_tried_on_every_detector_with_the_same_rule(run, m):
     assert any(line.startswith("Smoothed scores (section 5b") for line in m["summary"])
 
 
+def _key(detector: str, channel: str) -> str:
+    return f"{detector}/seed0/{channel}" if detector.startswith("mtad-gat") else f"{detector}/{channel}"
+
+
+@pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
+def test_cross_fitted_span_is_chosen_on_the_other_fold_from_the_saved_scores(run, m):
+    cf = m["smoothing"]["cross_fitted"]
+    assert cf["folds"] == 2 and cf["candidates"] == [1, 10, 30, 105]
+    assert [r["detector"] for r in cf["rows"]] == DETECTORS
+    channels = sorted(RUNS[run[0]][0])
+    folds = [channels[0::2], channels[1::2]]
+    with np.load(run[1].output_notebook.parent / "scores.npz") as saved:
+        for row in cf["rows"]:
+            # Recomputed here from the saved scores, without the package's cross_fit_choice: every channel's
+            # metrics at every span, POT on the smoothed held-out part, then each fold's span from the other.
+            per = {}
+            for span in cf["candidates"]:
+                for c in channels:
+                    key = _key(row["detector"], c)
+                    thr = pot_threshold(ewma(saved[f"heldout/{key}"], span), level=0.9, q=0.001).threshold
+                    per[span, c] = evaluate(ewma(saved[f"test/{key}"], span), saved[f"labels/{c}"], thr)
+            for k, fold in enumerate(folds):
+                other = folds[1 - k]
+                crit = {
+                    sp: np.mean([(per[sp, c]["pak_auc"] + per[sp, c]["composite_f1"]) / 2 for c in other])
+                    for sp in cf["candidates"]
+                }
+                best = max(cf["candidates"], key=lambda sp: (crit[sp], -sp))  # ties: the shorter span
+                assert all(row["chosen"][c] == best for c in fold), (row["detector"], fold)
+            for metric in ("f1", "composite_f1", "pak_auc"):
+                again = np.mean([per[row["chosen"][c], c][metric] for c in channels])
+                assert row[metric] == pytest.approx(again), (row["detector"], metric)
+    assert any(line.startswith("Cross-fitted span (section 5b") for line in m["summary"])
+
+
 def test_attribution_blames_the_injected_metrics_on_the_smd_standin(m):
     hit = {r["detector"]: r for r in m["hitrate_table"]}
     assert list(hit) == ["mtad-gat", "mtad-gat untrained", "magnitude-max", "pca", "random"]
@@ -237,8 +272,8 @@ def test_device_parameters_and_figures_are_recorded(run, m):
 # POT on a 1-epoch model's held-out scores falls back as the notebook does (it says so in its table)
 @pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
 def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(run_notebook_once):
-    # Two seeds on one stand-in machine, one epoch: the numbers mean nothing, the bookkeeping is checked.
-    result = run_notebook_once("05_mtad_gat", dataset="smd", entities=["machine-1-1"], num_seeds=2, epochs=1)
+    # Two seeds on the two stand-in machines, one epoch: the numbers mean nothing, the bookkeeping is checked.
+    result = run_notebook_once("05_mtad_gat", dataset="smd", num_seeds=2, epochs=1)  # both stand-in machines
     sm = result.metrics["metrics"]
     trained, untrained = sm["seed_rows"], sm["untrained_seed_rows"]
     assert [r["seed"] for r in trained] == [r["seed"] for r in untrained] == [0, 1]
@@ -258,24 +293,42 @@ def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(
     assert any("Seed study (2 seeds" in line for line in sm["summary"])
     # Every score the tables come from is saved: each seed's row is recomputed from scores.npz alone.
     assert sm["scores_file"] == "scores.npz"
+    machines = ["machine-1-1", "machine-1-2"]
     with np.load(result.output_notebook.parent / "scores.npz") as saved:
-        labels = saved["labels/machine-1-1"]
-        assert {f"test/{d}/machine-1-1" for d in ("random", "magnitude-max", "pca", "knn")} <= set(saved.files)
+        for m_name in machines:
+            assert {f"test/{d}/{m_name}" for d in ("random", "magnitude-max", "pca", "knn")} <= set(saved.files)
+
+        def row_from_saved(key, span=1):
+            # the machine mean of the metrics, POT on each machine's (smoothed) held-out scores
+            rows = []
+            for m_name in machines:
+                held, test = ewma(saved[f"heldout/{key}/{m_name}"], span), ewma(saved[f"test/{key}/{m_name}"], span)
+                threshold = pot_threshold(held, level=0.9, q=0.001).threshold
+                rows.append(evaluate(test, saved[f"labels/{m_name}"], threshold))
+            return {k: float(np.mean([r[k] for r in rows])) for k in ("best_f1", "f1", "pak_auc")}
+
         for name, rows in (("mtad-gat", trained), ("mtad-gat untrained", untrained)):
             for row in rows:
-                key = f"{name}/seed{row['seed']}/machine-1-1"
-                threshold = pot_threshold(saved[f"heldout/{key}"], level=0.9, q=0.001).threshold
-                again = evaluate(saved[f"test/{key}"], labels, threshold)
-                assert again["best_f1"] == pytest.approx(row["best_f1"]), key
-                assert again["f1"] == pytest.approx(row["f1"]), key
+                key = f"{name}/seed{row['seed']}"
+                recomputed = row_from_saved(key)
+                assert recomputed["best_f1"] == pytest.approx(row["best_f1"]), key
+                assert recomputed["f1"] == pytest.approx(row["f1"]), key
         # Section 5b from the saved scores: seed 0's model, smoothed with span 10, POT on its smoothed held-out part.
-        key = "mtad-gat/seed0/machine-1-1"
-        threshold = pot_threshold(ewma(saved[f"heldout/{key}"], 10), level=0.9, q=0.001).threshold
-        again = evaluate(ewma(saved[f"test/{key}"], 10), labels, threshold)
+        recomputed = row_from_saved("mtad-gat/seed0", span=10)
         (row,) = [r for r in sm["smoothing"]["rows"] if (r["span"], r["detector"]) == (10, "mtad-gat")]
-        assert again["f1"] == pytest.approx(row["f1"]) and again["pak_auc"] == pytest.approx(row["pak_auc"])
+        assert recomputed["f1"] == pytest.approx(row["f1"]) and recomputed["pak_auc"] == pytest.approx(row["pak_auc"])
     paired = sm["smoothing"]["paired_gain"]
     assert set(paired) == {"1", "10", "30", "105"}
     for key in ("f1", "composite_f1", "pak_auc"):
         assert paired["1"][key]["mean"] == pytest.approx(sm["seed_paired_gain"][key]["mean"])  # span 1: section 5
         assert all(0 <= paired[span][key]["seeds_better"] <= 2 for span in paired)
+    # Cross-fitted spans, per seed: seed 0's models are the table's rows; the gains pair each seed's two rows.
+    cross = sm["smoothing"]["cross_fitted"]
+    by = {r["detector"]: r for r in cross["rows"]}
+    assert [r["seed"] for r in cross["seed_rows"]] == [0, 1]
+    assert cross["seed_rows"][0]["trained"] == {k: v for k, v in by["mtad-gat"].items() if k != "detector"}
+    assert cross["seed_rows"][0]["untrained"] == {k: v for k, v in by["mtad-gat untrained"].items() if k != "detector"}
+    for key in ("f1", "composite_f1", "pak_auc"):
+        gains = [r["trained"][key] - r["untrained"][key] for r in cross["seed_rows"]]
+        assert cross["paired_gain"][key]["mean"] == pytest.approx(sum(gains) / 2)
+        assert cross["paired_gain"][key]["seeds_better"] == sum(g > 0 for g in gains)

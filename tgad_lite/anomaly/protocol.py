@@ -35,6 +35,7 @@ from tgad_lite.intervals import check_labels
 __all__ = [
     "Normaliser",
     "check_series",
+    "cross_fit_choice",
     "evaluate_concatenated",
     "evaluate_entities",
     "evaluate_per_entity",
@@ -352,3 +353,51 @@ def evaluate_concatenated(
         "entities": n,
         **_call(evaluate_fn, scores, labels, "the concatenation"),
     }
+
+
+def cross_fit_choice(quality: Mapping[Any, Mapping[str, float]], n_folds: int = 2) -> dict[str, Any]:
+    """Per entity, the candidate that did best on the OTHER entities: a setting chosen with labels,
+    never with the labels of the entity it is then scored on (cross-fitting over entities).
+
+    ``quality[candidate][entity]``: how well ``candidate`` (a smoothing span, a threshold level, any
+    setting) did on ``entity``, higher is better (for instance an event-aware F1 at the threshold
+    the rule fits); every candidate holds the same entities. The entities, sorted by name, are dealt
+    round robin into ``n_folds`` folds (position ``i`` goes to fold ``i % n_folds``); every entity
+    of a fold gets the candidate with the highest mean quality over the entities of all other folds,
+    ties going to the candidate listed first. Picking the best candidate on the entities it is then
+    reported on would be an oracle choice, like an oracle threshold; this is the honest version.
+
+    Returns ``{entity: candidate}``. Raises ``ValueError`` naming the fix when ``n_folds`` is not an
+    integer >= 2, there are fewer entities than folds, candidates disagree on the entities, or a
+    quality is not a finite number.
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral) or n_folds < 2:
+        raise ValueError(f"n_folds must be an integer >= 2 (choose on some entities, score on others), got {n_folds!r}")
+    if not quality:
+        raise ValueError("quality is empty; pass {candidate: {entity: quality}} for at least one candidate")
+    candidates = list(quality)
+    entities = sorted(quality[candidates[0]])
+    for cand in candidates:
+        if sorted(quality[cand]) != entities:
+            raise ValueError(
+                f"candidate {cand!r} was scored on entities {sorted(quality[cand])}, candidate {candidates[0]!r} "
+                f"on {entities}; score every candidate on the same entities"
+            )
+        for entity, value in quality[cand].items():
+            if not _is_number(value) or not math.isfinite(value):
+                raise ValueError(
+                    f"quality of candidate {cand!r} on entity {entity!r} is {value!r}; every quality must be a "
+                    "finite number (a metric undefined on an entity cannot rank candidates: drop the entity)"
+                )
+    if len(entities) < n_folds:
+        raise ValueError(
+            f"{len(entities)} entities cannot fill {n_folds} folds; pass at least {n_folds} entities or fewer folds"
+        )
+    folds = [entities[k::n_folds] for k in range(n_folds)]
+    chosen: dict[str, Any] = {}
+    for k, fold in enumerate(folds):
+        others = [e for j, f in enumerate(folds) if j != k for e in f]
+        means = [float(np.mean([quality[c][e] for e in others])) for c in candidates]
+        best = candidates[int(np.argmax(means))]  # argmax: the first of equal maxima
+        chosen.update(dict.fromkeys(fold, best))
+    return chosen
