@@ -71,7 +71,7 @@ def _quiet(**options):
 # ----------------------------------------------------------------------------- exactness
 
 
-@pytest.mark.parametrize("recurrent", ["lstm", "gru"])
+@pytest.mark.parametrize("recurrent", ["lstm", "gru", "mingru"])
 def test_step_equals_the_batch_model_on_the_same_windows(hard, recurrent):
     """Fixed training normaliser: the replay's risk is TemporalGAT.forward on make_windows (1e-5)."""
     model = _model(recurrent=recurrent)
@@ -178,6 +178,37 @@ def test_hand_written_recurrence_equals_torch_recurrent_layer_in_float64(dag, re
             got = path.risk_logits(t)
             states, _ = model.rnn(seq[t - window + 1 : t + 1].transpose(0, 1))  # [N, S, D]
             want = model.head(states[:, -1]).view(-1)
+            worst = max(worst, float((got - want).abs().max()))
+            spread = max(spread, float(want.std()))
+    assert worst <= 1e-12
+    assert spread > 1e-3  # the logits are not all alike: the comparison could fail
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_mingru_window_needs_no_product_and_equals_the_cell_in_float64(dag, window):
+    """minGRU: encode stores each step's coefficients [a | b] (MinGRU.coefficients of the encoder
+    output); the window's state is then multiply-adds only, equal to MinGRU.forward from a zero state
+    on every window of a stream, and the risk head: float64, 1e-12."""
+    model = _model(4, recurrent="mingru").double()
+    path = _SnapshotModel(model, dag.graph.edge_index, 30, window, torch.device("cpu"))
+    assert not hasattr(path, "w_hh_t")  # no hidden-to-hidden weights to multiply by
+    inputs = torch.randn(window + 12, 30, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    worst, spread = 0.0, 0.0
+    with torch.inference_mode():
+        encoded = []
+        for t in range(inputs.shape[0]):
+            path.encode(inputs[t], t % window)
+            h = model.input_proj(inputs[t])  # the encoder, as TemporalGAT.forward runs it on one snapshot
+            for i, norm in enumerate(model.norms):
+                h = norm(h + torch.nn.functional.elu(model.convs[i](h, path.msg)))
+            encoded.append(h)
+            a, b = model.rnn.coefficients(h)
+            assert torch.allclose(path.gates_ring[t % window], torch.cat([a, b], dim=1), atol=1e-12)
+            if t < window - 1:
+                continue
+            got = path.risk_logits(t)
+            _, last = model.rnn(torch.stack(encoded[t - window + 1 : t + 1], dim=1))  # [N, S, D] -> [1, N, D]
+            want = model.head(last[0]).view(-1)
             worst = max(worst, float((got - want).abs().max()))
             spread = max(spread, float(want.std()))
     assert worst <= 1e-12

@@ -53,6 +53,19 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
     assert "floor: S - 1 products h W_hh" in printed
 
 
+def test_mingru_model_has_no_floor_row_and_names_its_model(bench, tmp_path, capsys):
+    out = tmp_path / "monitor.json"
+    argv = ["--sizes", "8", "--steps", "4", "--calibration", "12", "--window", "4", "--hidden", "8", "--heads", "2"]
+    code = bench.main(argv + ["--layers", "1", "--recurrent", "mingru", "--device", "cpu", "--json", str(out)])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert [r["impl"] for r in record["rows"]] == [*bench.IMPLS, *bench.PARTS]  # a minGRU window has no product
+    assert 0 <= record["max_risk_difference"]["cpu N=8"] <= 1e-5
+    assert record["settings"]["recurrent"] == "mingru" and record["settings"]["layers"] == 1
+    assert record["check"]["check"].endswith("1 GATv2 layer, mingru)")
+    assert "1 GATv2 layer, mingru)" in capsys.readouterr().out
+
+
 def test_timing_the_parts_leaves_the_monitor_exactly_where_it_was(bench):
     """_time_parts re-encodes the last snapshot into its ring slot: the monitor's next steps are unchanged."""
     args = bench.parse_args(["--sizes", "12", "--calibration", "10", "--window", "4", "--hidden", "8", "--heads", "2"])
@@ -79,3 +92,4 @@ def test_the_target_check_reads_the_cached_cpu_row_at_1000(bench):
     assert bench.check_target([row("cached", 0.9)])["status"] == "PASS"
     assert bench.check_target([row("cached", 0.9, device="cuda")])["status"] == "SKIPPED"
     assert bench.check_target([row("cached", 0.9, n=200)])["status"] == "SKIPPED"
+    assert bench.check_target([row("cached", 0.9)], "a model")["check"].endswith(", a model")

@@ -118,8 +118,8 @@ def test_state_dict_round_trip_in_memory(tel):
             _same(a.step(s.x, s.mask), b.step(s.x, s.mask))
 
 
-@pytest.mark.parametrize("recurrent", ["lstm", "gru"])
-def test_both_recurrent_layers_restart_bit_for_bit(tel, tmp_path, recurrent):
+@pytest.mark.parametrize("recurrent", ["lstm", "gru", "mingru"])
+def test_every_recurrent_layer_restarts_bit_for_bit(tel, tmp_path, recurrent):
     model = _model(3, recurrent=recurrent)
     steps = list(tel.steps(REF, REF + 60))
     cut = 23

@@ -59,8 +59,8 @@ RUNS = {
             "no-graph on 2 random graphs",
         ],
     ),
-    "random": (
-        {"topology": "random", "num_services": 6, "studies": False},
+    "random": (  # also the streaming monitor's fast model: one GATv2 layer, a minGRU
+        {"topology": "random", "num_services": 6, "studies": False, "num_layers": 1, "recurrent": "mingru"},
         6,
         ["temporal GAT, seed 0", "no-graph, seed 0"],
     ),
@@ -198,13 +198,17 @@ def test_studies_run_the_other_regime_and_unseen_topologies(run, m):
 def test_the_model_is_taken_apart_with_this_runs_shapes(run, m):
     name, _ = run
     n = RUNS[name][1]
+    layers, recurrent = RUNS[name][0].get("num_layers", 2), RUNS[name][0].get("recurrent", "lstm")
+    assert m["model"] == {"hidden": 16, "heads": 4, "recurrent": recurrent, "num_layers": layers}
     shapes = {p["step"]: p["shape"] for p in m["model_parts"]}
     edges = m["series"]["dependencies"]
     # four windows of 8 steps (smoke), 4 metrics with their 4 mask channels, hidden 16, 4 heads
     assert shapes["inputs with mask"] == [4, 8, n, 8]
-    assert shapes["input projection"] == shapes["GATv2 layer 2 + residual + LayerNorm"] == [4 * n * 8, 16]
+    assert shapes["input projection"] == shapes[f"GATv2 layer {layers} + residual + LayerNorm"] == [4 * n * 8, 16]
+    assert f"GATv2 layer {layers + 1} + residual + LayerNorm" not in shapes
     assert shapes["attention of the last layer"] == [4, 8, 2 * edges + n, 4]
-    assert shapes["LSTM over the S steps"] == [4 * n, 8, 16]
+    recurrent_name = {"lstm": "LSTM", "mingru": "minGRU"}[recurrent]
+    assert shapes[f"{recurrent_name} over the S steps"] == [4 * n, 8, 16]
     assert shapes["risk head (logits)"] == [4, n]
     assert m["series"]["services"] == n
 

@@ -83,6 +83,7 @@ def assert_same(batched, loop, atol: float) -> None:
         ("shop", 0.3, "lstm", "both"),
         ("random", 0.3, "gru", "forward"),
         ("random", 0.0, "lstm", "reverse"),
+        ("shop", 0.3, "mingru", "both"),
     ],
 )
 def test_batched_model_equals_loop_reference_outputs_and_gradients(graph, missing, recurrent, direction):
@@ -247,7 +248,7 @@ def test_bad_inputs_are_refused_with_the_fix_and_change_nothing(case, match):
         ({"hidden": 10, "heads": 4}, r"multiple of heads.*hidden=8"),
         ({"heads": 1.5}, "heads must be a positive int"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-        ({"recurrent": "rnn"}, "recurrent must be one of lstm|gru"),
+        ({"recurrent": "rnn"}, "recurrent must be one of lstm|gru|mingru"),
         ({"direction": "up"}, "direction must be one of both|forward|reverse"),
         ({"num_layers": 0}, "num_layers must be a positive int"),
         ({"negative_slope": -0.1}, "negative_slope must be a number >= 0"),

@@ -15,7 +15,8 @@
    The monitor encodes each arriving snapshot once, on the one-snapshot message edges built at
    construction, and keeps the result in a ring of ``S`` slots. It goes one step further than the
    encoder output: the recurrent layer's input projection (``W_ih h + b``) is per step too, so the
-   ring holds those gate inputs ``[S, N, G]`` (``G = 4D`` for the LSTM, ``3D`` for the GRU). The
+   ring holds those gate inputs ``[S, N, G]`` (``G = 4D`` for the LSTM, ``3D`` for the GRU; for a
+   minGRU the step's recurrence coefficients ``[a | b]``, ``G = 2D``, so the window needs no product). The
    GATv2 layers run with the model's own weights on the target-sorted message edges (a segment
    softmax and one sparse CSR product per layer, see ``_SnapshotModel``; tested equal to PyG's
    ``GATv2Conv``), under ``torch.inference_mode()``; the ring, the recurrence's state and the
@@ -344,6 +345,7 @@ class _SnapshotModel:
         d = model.hidden
         self.d = d
         self.lstm = model.recurrent == "lstm"
+        self.mingru = model.recurrent == "mingru"
         with torch.inference_mode():
             self.fast_convs = False
             if model.graph:
@@ -360,40 +362,52 @@ class _SnapshotModel:
                 if self.fast_convs:
                     self._build_layers()
             rnn = model.rnn
-            w_ih, w_hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
-            if self.lstm:
-                # torch's order i, f, g, o -> i, f, o, g
-                perm = torch.cat([torch.arange(0, 2 * d), torch.arange(3 * d, 4 * d), torch.arange(2 * d, 3 * d)])
-                perm = perm.to(w_ih.device)
-                w_ih, w_hh = w_ih[perm], w_hh[perm]
-                b_in, b_hh = (rnn.bias_ih_l0.detach() + rnn.bias_hh_l0.detach())[perm], None
+            like = {"device": device, "dtype": model.input_proj.weight.dtype}  # the model's (float64 in tests)
+            if self.mingru:
+                # Gate pre-activation and candidate from the snapshot alone: the ring holds each step's
+                # coefficients [a | b] = [1 - z | z h~] ([N, 2D]); nothing to scale, no hidden weights.
+                self.w_ih_t = rnn.linear.weight.detach().t().contiguous()
+                self.b_in = rnn.linear.bias.detach().contiguous()
+                self.gate_scale = torch.ones(2 * d, **like)
+                self.gates_ring = torch.zeros(window, num_nodes, 2 * d, **like)
+                self.gates = torch.empty(num_nodes, 2 * d, **like)
+                self.h = torch.zeros(num_nodes, d, **like)
+                self.c = self.tmp = None  # no cell state, no scratch
             else:
-                b_in, b_hh = rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach()
-            # tanh(x) = 2 sigmoid(2 x) - 1, and torch's tanh is slow on the project's CPU (AMD EPYC, torch
-            # 2.13, float32 [1000, 32], one thread, two runs: tanh 82-109 us, sigmoid 15-18 us, the whole
-            # identity 29-37 us, within 1.8e-7 of tanh): the tanh gate (LSTM g, GRU n) gets its
-            # pre-activation doubled here, in the weights and biases (times 2 is exact in floating
-            # point), so one sigmoid covers every gate.
-            # gate_scale [G]: 2 on the tanh gate's rows, 1 elsewhere; the cache is stored with it applied
-            # (state_dict divides it back out: saved states keep the layout of format 1).
-            scale = torch.ones(w_ih.shape[0], dtype=w_ih.dtype, device=w_ih.device)
-            scale[(3 if self.lstm else 2) * d :] = 2.0
-            self.gate_scale = scale
-            self.w_ih_t = (w_ih * scale[:, None]).t().contiguous()
-            self.w_hh_t = (w_hh * scale[:, None]).t().contiguous()
-            self.b_in = (b_in * scale).contiguous()
-            self.b_hh = None if b_hh is None else (b_hh * scale).contiguous()
-            g = (4 if self.lstm else 3) * d
-            like = {"device": device, "dtype": w_ih.dtype}  # the model's dtype (float64 in the tests)
-            self.gates_ring = torch.zeros(window, num_nodes, g, **like)  # input gates per step, gate_scale applied
-            self.gates = torch.empty(num_nodes, g, **like)
-            self.h = torch.zeros(num_nodes, d, **like)
-            self.c = torch.zeros(num_nodes, d, **like)
-            self.tmp = torch.empty(num_nodes, d, **like)
+                w_ih, w_hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
+                if self.lstm:
+                    # torch's order i, f, g, o -> i, f, o, g
+                    perm = torch.cat([torch.arange(0, 2 * d), torch.arange(3 * d, 4 * d), torch.arange(2 * d, 3 * d)])
+                    perm = perm.to(w_ih.device)
+                    w_ih, w_hh = w_ih[perm], w_hh[perm]
+                    b_in, b_hh = (rnn.bias_ih_l0.detach() + rnn.bias_hh_l0.detach())[perm], None
+                else:
+                    b_in, b_hh = rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach()
+                # tanh(x) = 2 sigmoid(2 x) - 1, and torch's tanh is slow on the project's CPU (AMD EPYC, torch
+                # 2.13, float32 [1000, 32], one thread, two runs: tanh 82-109 us, sigmoid 15-18 us, the whole
+                # identity 29-37 us, within 1.8e-7 of tanh): the tanh gate (LSTM g, GRU n) gets its
+                # pre-activation doubled here, in the weights and biases (times 2 is exact in floating
+                # point), so one sigmoid covers every gate.
+                # gate_scale [G]: 2 on the tanh gate's rows, 1 elsewhere; the cache is stored with it applied
+                # (state_dict divides it back out: saved states keep the layout of format 1).
+                scale = torch.ones(w_ih.shape[0], dtype=w_ih.dtype, device=w_ih.device)
+                scale[(3 if self.lstm else 2) * d :] = 2.0
+                self.gate_scale = scale
+                self.w_ih_t = (w_ih * scale[:, None]).t().contiguous()
+                self.w_hh_t = (w_hh * scale[:, None]).t().contiguous()
+                self.b_in = (b_in * scale).contiguous()
+                self.b_hh = None if b_hh is None else (b_hh * scale).contiguous()
+                g = (4 if self.lstm else 3) * d
+                self.gates_ring = torch.zeros(window, num_nodes, g, **like)  # input gates per step, gate_scale applied
+                self.gates = torch.empty(num_nodes, g, **like)
+                self.h = torch.zeros(num_nodes, d, **like)
+                self.c = torch.zeros(num_nodes, d, **like)
+                self.tmp = torch.empty(num_nodes, d, **like)
 
     def export_gates(self) -> Tensor:
         """The gate cache ``[S, N, G]`` as saved in a state: LSTM gates in the order i, f, o, g (GRU:
-        r, z, n), input part plus folded biases, tanh gate NOT doubled (exact: a division by 2)."""
+        r, z, n), input part plus folded biases, tanh gate NOT doubled (exact: a division by 2);
+        minGRU: each step's coefficients ``[a | b]`` (``G = 2D``), as they are."""
         return self.gates_ring / self.gate_scale
 
     def import_gates(self, gates: Tensor) -> None:
@@ -410,6 +424,11 @@ class _SnapshotModel:
         cols = (self.src[:, None] * (2 * heads) + h_ids).reshape(-1)
         self.csr_order = torch.argsort(rows, stable=True)
         self.csr_cols = cols[self.csr_order].contiguous()
+        # The attention is computed head-major, alpha [H, E'] (see _gatv2): the CSR values in row order
+        # are alpha.reshape(-1)[h E' + e] for the e-major position e H + h that csr_order lists.
+        e_ids, h_of = self.csr_order // heads, self.csr_order % heads
+        self.csr_values = (h_of * self.dst.numel() + e_ids).contiguous()
+        self.lengths_h = self.lengths.expand(heads, -1).contiguous()  # [H, N] segments along dim 1
         self.csr_rows = torch.zeros(n * heads + 1, dtype=torch.long, device=dev)
         self.csr_rows[1:] = torch.cumsum(torch.bincount(rows, minlength=n * heads), 0)
         self.layers = []
@@ -417,10 +436,10 @@ class _SnapshotModel:
             w = torch.cat([conv.lin_l.weight, conv.lin_r.weight], 0).detach()
             b = torch.cat([conv.lin_l.bias, conv.lin_r.bias], 0).detach()
             heads, c = conv.heads, conv.out_channels
-            # att . t for every head at once: ONE product with a block-diagonal [D, H] matrix (head h's
-            # att in rows h C .. h C + C - 1 of column h), as TemporalGAT._gatv2 does; einsum took twice as long.
-            att = conv.att.detach().reshape(heads, c, 1) * torch.eye(heads, device=dev).reshape(heads, 1, heads)
-            att = att.reshape(heads * c, heads).contiguous()
+            # att . t for every head at once: ONE product with a block-diagonal [H, D] matrix (head h's
+            # att in columns h C .. h C + C - 1 of row h); einsum took twice as long.
+            att = conv.att.detach().reshape(heads, 1, c) * torch.eye(heads, device=dev).reshape(heads, heads, 1)
+            att = att.reshape(heads, heads * c).contiguous()
             self.layers.append((w.t().contiguous(), b, att, conv.bias.detach(), float(conv.negative_slope), c))
         with warnings.catch_warnings():
             # torch warns once per process that sparse CSR support is "in beta"; spend it here, quietly
@@ -437,18 +456,21 @@ class _SnapshotModel:
         if not self.fast_convs:
             return conv(h, self.msg)
         w, b, att, bias, slope, c = self.layers[index]
-        heads = att.shape[1]
+        heads = att.shape[0]
         n, d = h.shape[0], heads * c
         x_lr = torch.addmm(b, h, w)  # [N, 2D]: x_l then x_r
         # x_l[src] + x_r[dst] as ONE gather-and-sum (embedding_bag: half the time of two index_selects and an add)
         e = F.embedding_bag(self.pairs, x_lr.view(2 * n, d), self.bags, mode="sum")
         F.leaky_relu(e, slope, inplace=True)
-        score = e @ att  # [E', H]
-        top = torch.segment_reduce(score, "max", lengths=self.lengths, unsafe=True)
-        score = score.sub_(top.index_select(0, self.dst)).exp_()
-        denom = torch.segment_reduce(score, "sum", lengths=self.lengths, unsafe=True).add_(1e-16)
-        alpha = score.div_(denom.index_select(0, self.dst))
-        values = alpha.reshape(-1).index_select(0, self.csr_order)
+        # Scores head-major, [H, E'] = att [H, D] x e^T: MKL forms this orientation about 4x faster than
+        # e [E', D] x att^T [D, H] on the project's CPU (31 against 133 us at 4560 edges, one thread), and
+        # the softmax's segment reductions run along dim 1 as well as along dim 0.
+        score = torch.mm(att, e.t())
+        top = torch.segment_reduce(score, "max", lengths=self.lengths_h, axis=1, unsafe=True)
+        score = score.sub_(top.index_select(1, self.dst)).exp_()
+        denom = torch.segment_reduce(score, "sum", lengths=self.lengths_h, axis=1, unsafe=True).add_(1e-16)
+        alpha = score.div_(denom.index_select(1, self.dst))
+        values = alpha.reshape(-1).index_select(0, self.csr_values)
         adjacency = torch.sparse_csr_tensor(self.csr_rows, self.csr_cols, values, size=(n * heads, 2 * n * heads))
         out = torch.sparse.mm(adjacency, x_lr.view(2 * n * heads, c))
         return out.view(n, d).add_(bias)
@@ -460,6 +482,14 @@ class _SnapshotModel:
         h = m.input_proj(inputs)
         for i, norm in enumerate(m.norms):
             h = norm(h + F.elu(self._gatv2(i, h)))  # dropout: identity in eval mode
+        if self.mingru:
+            # MinGRU.coefficients' arithmetic: z = sigmoid(gate), a = 1 - z, b = z * candidate
+            d, ring = self.d, self.gates_ring[slot]
+            g = torch.addmm(self.b_in, h, self.w_ih_t, out=self.gates)
+            z = g[:, :d].sigmoid_()
+            torch.mul(z, g[:, d:], out=ring[:, d:])
+            torch.neg(z, out=ring[:, :d]).add_(1)  # 1 - z, the same rounding
+            return
         torch.addmm(self.b_in, h, self.w_ih_t, out=self.gates_ring[slot])
 
     # -- recurrence over the window ---------------------------------------------------------------
@@ -468,7 +498,12 @@ class _SnapshotModel:
         in their ring slots): its ``S`` cell steps from a zero state, then the risk head."""
         d, h, c, tmp, ring, gates = self.d, self.h, self.c, self.tmp, self.gates_ring, self.gates
         slots = [(t - self.s + 1 + k) % self.s for k in range(self.s)]  # oldest first
-        if self.lstm:
+        if self.mingru:
+            # h_1 = b_1, then h <- b_k + a_k h (MinGRU.forward's addcmul): S - 1 multiply-adds, no product
+            h.copy_(ring[slots[0], :, d:])
+            for slot in slots[1:]:
+                torch.addcmul(ring[slot, :, d:], ring[slot, :, :d], h, out=h)
+        elif self.lstm:
             # Gates i, f, o | 2g after one sigmoid: s_g = sigmoid(2 g), tanh(g) = 2 s_g - 1, so
             # c <- f c + i tanh(g) = f c + 2 i s_g - i  and  h <- o tanh(c) = o (2 sigmoid(2 c) - 1).
             # First step from h = c = 0: no product, and f c = 0.

@@ -14,8 +14,10 @@ graph ``edge_index [2, E]`` goes through:
    ``h <- LayerNorm(h + Dropout(ELU(GATv2(h))))``. All ``B x S`` snapshots go through each layer in
    ONE call: mathematically one disjoint-union graph of ``B * S * N`` nodes (:meth:`TemporalGAT.union_edges`),
    computed on the one snapshot graph they share (see "Batched GATv2" below).
-4. **Recurrent layer** (``recurrent="lstm"`` or ``"gru"``, hidden ``D``) over the ``S`` steps, every
-   service of every window in ONE call: a ``[B * N, S, D]`` batch.
+4. **Recurrent layer** (``recurrent="lstm"``, ``"gru"`` or ``"mingru"``, hidden ``D``) over the ``S``
+   steps, every service of every window in ONE call: a ``[B * N, S, D]`` batch. ``"mingru"``
+   (:class:`~tgad_lite.temporal.mingru.MinGRU`) gates on the input only, so the streaming monitor
+   needs no matrix product per window step (the fast choice there, with ``num_layers=1``).
 5. **Risk head** on the last step's state: ``Linear(D, D) -> ELU -> Dropout -> Linear(D, 1)`` gives
    ``logits [B, N]``; ``risk = sigmoid(logits)``, the probability that each service is in an incident
    at the LAST step of its window. Train on ``logits`` (``binary_cross_entropy_with_logits``).
@@ -66,7 +68,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-RECURRENT_CHOICES = ("lstm", "gru")
+from tgad_lite.temporal.mingru import MinGRU
+
+RECURRENT_CHOICES = ("lstm", "gru", "mingru")
 DIRECTION_CHOICES = ("both", "forward", "reverse")
 
 
@@ -112,7 +116,8 @@ class TemporalGAT(nn.Module):
         num_layers: graph layers (the issue's encoder: 2; ``None``: 2, or 0 with ``graph=False``).
         dropout: on each graph layer's output before the residual sum, on the attention
             coefficients, and inside the risk head; in ``[0, 1)``.
-        recurrent: ``"lstm"`` or ``"gru"``.
+        recurrent: ``"lstm"``, ``"gru"`` or ``"mingru"`` (gates from the input only: a streaming
+            monitor's step then needs no product per window step; see :mod:`tgad_lite.temporal.mingru`).
         direction: which way messages flow along ``edge_index``: ``"both"`` (default), ``"forward"``
             (row 0 -> row 1, caller -> callee in a ``ServiceGraph``) or ``"reverse"``.
         negative_slope: LeakyReLU slope inside GATv2's score.
@@ -191,8 +196,10 @@ class TemporalGAT(nn.Module):
         # The dropout after each graph layer. forward applies it as one fused step with the residual
         # sum (_keep_mask); the module is the layer's dropout as the loop reference applies it.
         self.dropout = nn.Dropout(dropout)
-        rnn = nn.LSTM if recurrent == "lstm" else nn.GRU
-        self.rnn = rnn(d, d, batch_first=True)
+        if recurrent == "mingru":
+            self.rnn = MinGRU(d, d)
+        else:
+            self.rnn = (nn.LSTM if recurrent == "lstm" else nn.GRU)(d, d, batch_first=True)
         self.head = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Dropout(dropout), nn.Linear(d, 1))
 
     @property
