@@ -10,6 +10,7 @@ from the run's own numbers and says it is a smoke run. Speed is not asserted.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -41,8 +42,15 @@ CLOSING = ["first model", "drift-free replay", "retrain with replay", "replay", 
 # (parameters, services)
 RUNS = {
     "traffic": ({}, 8),
-    "new_failure_mode": (
-        {"drift_kind": "new_failure_mode", "normaliser": "welford", "topology": "random", "num_services": 6},
+    "new_failure_mode": (  # also the fastest model: one GATv2 layer and a minGRU (restart, retraining, registry)
+        {
+            "drift_kind": "new_failure_mode",
+            "normaliser": "welford",
+            "topology": "random",
+            "num_services": 6,
+            "num_layers": 1,
+            "recurrent": "mingru",
+        },
         6,
     ),
 }
@@ -65,6 +73,14 @@ def p(run):
 
 def _fraction(value) -> bool:
     return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def test_the_model_is_built_as_asked(run, p):
+    params = RUNS[run[0]][0]
+    assert (p["num_layers"], p["recurrent"]) == (params.get("num_layers", 2), params.get("recurrent", "lstm"))
+    first = json.loads((run[1].output_notebook.parent / "registry" / "v0001" / "version.json").read_text())
+    assert (first["config"]["num_layers"], first["config"]["recurrent"]) == (p["num_layers"], p["recurrent"])
+    assert f"{p['num_layers']} GATv2 layer(s), {p['recurrent']}" in first["note"]
 
 
 def test_restart_from_the_saved_state_is_identical_and_another_model_is_refused(m, p):
