@@ -3,11 +3,14 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/monitor.py [--sizes 8,200,1000] [--steps 400] [--threads 1] [--device cpu|cuda|all]
+        [--layers 2] [--recurrent lstm|gru|mingru]
 
 For each size ``N`` (a random service DAG, ``random_service_dag(N, edge_prob=1.5/N)``, seed 0) the
 generator's hard-regime telemetry (4 metrics, missing values included) is replayed through four
 monitors built on ONE untrained :class:`~tgad_lite.temporal.TemporalGAT` (default hidden 32, 4 heads,
-2 GATv2 layers, LSTM), window 8, normaliser fitted on the first 300 steps, Welford adaptation on:
+2 GATv2 layers, LSTM; ``--layers 1 --recurrent mingru`` is the streaming model, whose window needs no
+matrix product, so its runs have no floor row), window 8, normaliser fitted on the first 300 steps,
+Welford adaptation on:
 
 - ``cached``: the monitor as shipped: new snapshot encoded once, gate cache, recurrence over the
   window, cascade score, SPOT thresholds on max risk and cascade (calibrated on ``--calibration``
