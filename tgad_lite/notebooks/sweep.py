@@ -396,6 +396,16 @@ def dask_setup(worker: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _quiet_shutdown_logs() -> None:
+    """Run on each of our local workers just before the cluster closes: Dask's own loggers report
+    nothing below CRITICAL from then on (see ``_execute``)."""
+    import logging
+
+    for name in [n for n in logging.root.manager.loggerDict if n == "distributed" or n.startswith("distributed.")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
 def kernel_start_failed(result: Any, control: _TaskControl) -> bool:
     """Whether a failed run failed while starting its kernel: no cell ever started, it was not
     cancelled, and its folder could be created (``_run_one`` reports that before any kernel)."""
@@ -720,6 +730,12 @@ def _execute(
             bar.close()
             timings["runs"], clock = time.perf_counter() - clock, time.perf_counter()
     finally:
+        if client is not None and cluster is not None:
+            # Our own cluster is going away on purpose: a worker may still send its heartbeat to the
+            # scheduler that just closed and log that as an ERROR with a traceback (a race seen after
+            # Ctrl-C). Nothing is lost then, so the workers say nothing more while they shut down.
+            with contextlib.suppress(Exception):
+                client.run(_quiet_shutdown_logs)
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close(timeout=10)
