@@ -401,9 +401,9 @@ def _quiet_shutdown_logs() -> None:
     nothing below CRITICAL from then on (see ``_execute``)."""
     import logging
 
-    for name in [n for n in logging.root.manager.loggerDict if n == "distributed" or n.startswith("distributed.")]:
+    names = {"distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))}
+    for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def kernel_start_failed(result: Any, control: _TaskControl) -> bool:
