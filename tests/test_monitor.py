@@ -146,18 +146,29 @@ def test_cached_path_equals_the_full_forward_every_step(dag):
     assert 0.0 <= worst <= 1e-5
 
 
-def test_snapshot_gatv2_equals_pyg(dag):
-    """The target-sorted segment version of GATv2Conv equals PyG's forward on one snapshot."""
+@pytest.mark.parametrize("att_scale", [1.0, 1e4])
+def test_snapshot_gatv2_equals_pyg(dag, att_scale, monkeypatch):
+    """The target-sorted segment version of GATv2Conv equals PyG's forward on one snapshot: layer 0
+    from the snapshot's input [N, 2F] (the input projection folded into its weights), later layers
+    from h [N, D]. Scores scaled by 1e4 put some targets' scores far below the head's maximum (exp
+    underflows): those layers must take the targets' own maxima (counted), and still agree."""
     model = _model(3)
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.att.mul_(att_scale)
     path = _SnapshotModel(model, dag.graph.edge_index, 30, WINDOW, torch.device("cpu"))
     assert path.fast_convs
+    calls = []
+    segment_reduce = torch.segment_reduce
+    monkeypatch.setattr(torch, "segment_reduce", lambda *a, **k: calls.append(1) or segment_reduce(*a, **k))
     torch.manual_seed(0)
-    h = torch.randn(30, 16)
+    inputs, h = torch.randn(30, 8), torch.randn(30, 16)
     for i, conv in enumerate(model.convs):
         with torch.no_grad():
-            want = conv(h, path.msg)
-            got = path._gatv2(i, h)
-        assert torch.allclose(got, want, atol=1e-6)
+            want = conv(model.input_proj(inputs) if i == 0 else h, path.msg)
+            got = path._gatv2(i, inputs if i == 0 else h)
+        assert torch.allclose(got, want, atol=1e-5 * att_scale**0.5, rtol=1e-5)
+    assert (len(calls) == len(model.convs)) if att_scale > 1 else not calls
 
 
 @pytest.mark.parametrize("recurrent", ["lstm", "gru"])
@@ -184,35 +195,48 @@ def test_hand_written_recurrence_equals_torch_recurrent_layer_in_float64(dag, re
     assert spread > 1e-3  # the logits are not all alike: the comparison could fail
 
 
-@pytest.mark.parametrize("window", [1, 2, 5])
+@pytest.mark.parametrize("window", [1, 2, 3, 5])
 def test_mingru_window_needs_no_product_and_equals_the_cell_in_float64(dag, window):
-    """minGRU: encode stores each step's coefficients [a | b] (MinGRU.coefficients of the encoder
-    output); the window's state is then multiply-adds only, equal to MinGRU.forward from a zero state
-    on every window of a stream, and the risk head: float64, 1e-12."""
+    """minGRU: encode stores each step's coefficients (a, b) (MinGRU.coefficients of the encoder
+    output); advance composes them into block aggregates, and the window's state is multiply-adds
+    only, equal to MinGRU.forward from a zero state on every window of a stream (several blocks,
+    every offset in a block), then the risk head: float64, 1e-12. A second path loaded from the
+    first's saved cache after any step (import_gates, restore) holds the same aggregates bit for bit."""
     model = _model(4, recurrent="mingru").double()
     path = _SnapshotModel(model, dag.graph.edge_index, 30, window, torch.device("cpu"))
+    twin = _SnapshotModel(model, dag.graph.edge_index, 30, window, torch.device("cpu"))
     assert not hasattr(path, "w_hh_t")  # no hidden-to-hidden weights to multiply by
-    inputs = torch.randn(window + 12, 30, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    worst, spread = 0.0, 0.0
+    inputs = torch.randn(4 * window + 3, 30, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    worst, spread, restored = 0.0, 0.0, 0
     with torch.inference_mode():
         encoded = []
         for t in range(inputs.shape[0]):
             path.encode(inputs[t], t % window)
+            path.advance(t)
             h = model.input_proj(inputs[t])  # the encoder, as TemporalGAT.forward runs it on one snapshot
             for i, norm in enumerate(model.norms):
                 h = norm(h + torch.nn.functional.elu(model.convs[i](h, path.msg)))
             encoded.append(h)
             a, b = model.rnn.coefficients(h)
-            assert torch.allclose(path.gates_ring[t % window], torch.cat([a, b], dim=1), atol=1e-12)
+            assert torch.allclose(path.export_gates()[t % window], torch.cat([a, b], dim=1), atol=1e-12)
+            twin.import_gates(path.export_gates())
+            twin.restore(t)
+            r = t % window
+            assert torch.equal(twin.prefix_a, path.prefix_a) and torch.equal(twin.prefix_b, path.prefix_b)
+            if t >= window:  # the last block's suffixes the rest of this block reads
+                assert torch.equal(twin.suffix_b[r + 1 :], path.suffix_b[r + 1 :])
+                restored += r + 1 < window
             if t < window - 1:
                 continue
             got = path.risk_logits(t)
+            assert torch.equal(twin.risk_logits(t), got)
             _, last = model.rnn(torch.stack(encoded[t - window + 1 : t + 1], dim=1))  # [N, S, D] -> [1, N, D]
             want = model.head(last[0]).view(-1)
             worst = max(worst, float((got - want).abs().max()))
             spread = max(spread, float(want.std()))
     assert worst <= 1e-12
     assert spread > 1e-3  # the logits are not all alike: the comparison could fail
+    assert restored > 0 or window == 1  # suffixes were rebuilt and compared
 
 
 def test_cascade_operator_equals_cascade_score():
@@ -535,11 +559,15 @@ def test_a_system_alarm_freezes_every_service(hard):
 # ----------------------------------------------------------------------------- versions, swaps, the detector hook
 
 
-def test_swap_model_rebuilds_the_cache_and_records_the_version(hard):
+@pytest.mark.parametrize(("recurrent", "seen"), [("gru", 12), ("mingru", 12), ("mingru", 10)])
+def test_swap_model_rebuilds_the_cache_and_records_the_version(hard, recurrent, seen):
+    """After a swap the next steps score as the new model on the same windows. A minGRU's window
+    aggregates are rebuilt from the re-encoded window: mid-block (12 steps seen, window 5) and right
+    after a block completed (10)."""
     norm = fit_service_normaliser(hard.x[:REF], hard.mask[:REF])
-    old, new = _model(6), _model(7, recurrent="gru")
+    old, new = _model(6), _model(7, recurrent=recurrent)
     mon = Monitor(old, hard.graph.edge_index, normaliser=norm, window=WINDOW, model_version="v0001", **_quiet())
-    swap_at = REF + 12
+    swap_at = REF + seen
     first = [mon.step(s.x, s.mask) for s in hard.steps(REF, swap_at)]
     assert {r.model_version for r in first} == {"v0001"}
     with pytest.raises(ValueError, match="F = 4"):

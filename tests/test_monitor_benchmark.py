@@ -41,14 +41,18 @@ def test_tiny_run_has_every_row_and_consistent_numbers(bench, tmp_path, capsys):
             assert r["speedup"] == pytest.approx(naive["p50_ms"] / r["p50_ms"])
             # throughput: N x F values per step over the mean step time
             assert r["values_per_s"] == pytest.approx(r["services"] * 4 / (r["mean_ms"] / 1e3), rel=1e-9)
-        assert [r["spot_refits"] for r in block[2:]] == [0] * 6  # fixed thresholds never refit, the parts run no SPOT
+        assert block[3]["impl"] == "cached, after a naive step"
+        assert block[3]["spot_refits"] == block[1]["spot_refits"]  # cached's twin: the same scores, the same refits
+        # fixed thresholds never refit, the parts run no SPOT
+        never = [r for r in block if r["impl"] == "cached, fixed thresholds" or ":" in r["impl"]]
+        assert [r["spot_refits"] for r in never] == [0] * 5
     # the cached monitor and the naive full forward gave the same risks
     assert set(record["max_risk_difference"]) == {"cpu N=8", "cpu N=20"}
     assert all(0 <= d <= 1e-5 for d in record["max_risk_difference"].values())
     assert record["check"]["status"] == "SKIPPED"  # N=1000 was not measured
     printed = capsys.readouterr().out
     assert "cached, fixed thresholds" in printed and "target (issue 11" in printed
-    assert "fixed thresholds, alone" in printed
+    assert "cached, after a naive step" in printed
     assert "part: recurrence over window" in printed and "part: rest of the step" in printed
     assert "floor: S - 1 products h W_hh" in printed
 
