@@ -41,8 +41,10 @@ bench-mtad: $(STAMP)
 bench-temporal: $(STAMP)
 	$(PY) benchmarks/temporal_gat.py $(ARGS)
 
+# the default model, then the streaming model (one GATv2 layer, minGRU): the issue's target is read on both
 bench-monitor: $(STAMP)
 	$(PY) benchmarks/monitor.py $(ARGS)
+	$(PY) benchmarks/monitor.py --layers 1 --recurrent mingru $(ARGS)
 
 # The book: the newest runs/<timestamp> (SITE_RUNS=<run folder> to choose) built into build/site/html,
 # then checked in headless Chromium when it is installed (screenshots in build/site/screenshots).
