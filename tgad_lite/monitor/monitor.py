@@ -591,7 +591,7 @@ class _SnapshotModel:
         ``prefix_a * suffix_b[r + 1] + prefix_b``, with ``(prefix_a, prefix_b)`` this block's steps
         so far composed (two operations per step) and ``suffix_b[j]`` the state from zero after the
         last block's steps ``j .. S - 1`` (all ``j`` at once when a block completes, from the ring,
-        backwards: ``2 (S - 2)`` operations once per ``S`` steps). A window then costs three
+        backwards: about ``2 S`` operations once per ``S`` steps). A window then costs three
         ``[N, D]`` operations on most steps instead of ``S - 1`` multiply-adds over the whole ring,
         and reads a fraction of it. The sums are grouped differently from ``MinGRU.forward``'s
         loop: equal to float rounding (tested to 1e-12 in float64).
@@ -633,7 +633,8 @@ class _SnapshotModel:
 
     def risk_logits(self, t: int) -> Tensor:
         """Logits ``[N]`` of the window ending at step ``t`` (gate inputs of steps ``t - S + 1 .. t``
-        in their ring slots): its ``S`` cell steps from a zero state, then the risk head."""
+        in their ring slots): its ``S`` cell steps from a zero state (a minGRU: its state from the
+        window aggregates, see :meth:`advance`), then the risk head."""
         d, h, c, tmp, gates = self.d, self.h, self.c, self.tmp, self.gates
         if self.mingru:
             r = t % self.s
