@@ -314,8 +314,8 @@ def _time_parts(
         for i in range(steps):
             for name, call in calls.items():  # interleaved, as the monitors above
                 _timed(functools.partial(call, i), sync, wall[name], cpu[name])
-                # advance took step t in again: back to the aggregates after step t (untimed, exact)
-                path.restore(t)
+                if name == PARTS[0]:  # its advance took step t in again: back to the aggregates (untimed, exact)
+                    path.restore(t)
         path.import_gates(saved)  # encode rewrote the same snapshot's gates: restore exactly
         path.restore(t)
     return wall, cpu

@@ -391,7 +391,6 @@ class _SnapshotModel:
                 sign[:d] = -1.0
                 self.w_ih_t = (rnn.linear.weight.detach() * sign[:, None]).t().contiguous()
                 self.b_in = (rnn.linear.bias.detach() * sign).contiguous()
-                self.gate_scale = torch.ones(2 * d, **like)
                 self.coef = torch.zeros(2, window, num_nodes, d, **like)
                 self.gates = torch.empty(num_nodes, 2 * d, **like)
                 self.h = torch.zeros(num_nodes, d, **like)
@@ -514,10 +513,8 @@ class _SnapshotModel:
     def _gatv2(self, index: int, h: Tensor) -> Tensor:
         """Graph layer ``index`` on one snapshot ``h [N, D_in]`` (for layer 0: the input ``[N, 2F]``,
         the input projection is folded in): ``GATv2Conv(h, message edges)``, PyG's arithmetic (the same
-        scores and softmax, the sum of messages) to float rounding."""
-        if not self.fast_convs:
-            conv = self.model.convs[index]
-            return conv(self.model.input_proj(h) if index == 0 else h, self.msg)
+        scores and softmax, the sum of messages) to float rounding. The fast path only (``fast_convs``;
+        :meth:`encode` calls PyG's layers otherwise)."""
         w, b, att, bias, slope, c = self.layers[index]
         heads = att.shape[0]
         n, width = h.shape[0], heads * (c + 1)

@@ -13,10 +13,11 @@ those cells every new telemetry step costs the window's ``S - 1`` products again
 2-core machine, at 1000 services, about 1 ms of products and gate functions that no cache can
 remove: ``benchmarks/monitor.py``'s floor row). With minGRU the coefficients ``a_t = 1 - z_t`` and
 ``b_t = z_t * h~_t`` depend on step ``t``'s input alone: the monitor computes them once, when the
-step arrives, and a window's state is then ``S - 1`` multiply-adds ``h <- a_t * h + b_t``, no
-product. The price is expressiveness: the state cannot gate itself, so what the cell can learn from
-a window is a data-dependent exponential average of projected inputs (enough for risk scores that
-follow recent deviations; notebook 06 measures what it costs there).
+step arrives, and a window's state needs only multiply-adds ``h <- a_t * h + b_t``, no product
+(the monitor keeps the steps composed, ``tgad_lite.monitor``'s ``_SnapshotModel.advance``). The
+price is expressiveness: the state cannot gate itself, so what the cell can learn from a window
+is a data-dependent exponential average of projected inputs (enough for risk scores that follow
+recent deviations; notebook 06 measures what it costs there).
 
 :class:`MinGRU` is called like ``nn.GRU(batch_first=True)``: ``out, h_n = cell(x [B, S, I])``.
 """
