@@ -132,6 +132,28 @@ def _key(detector: str, channel: str) -> str:
 
 
 @pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
+def test_alarm_rates_on_normal_test_steps_are_recomputed_from_the_saved_scores(run, m):
+    rates = m["normal_alarm_rate"]
+    assert sorted(rates) == sorted(DETECTORS)  # metrics.json sorts its keys
+    channels = RUNS[run[0]][0]
+    with np.load(run[1].output_notebook.parent / "scores.npz") as saved:
+        for det, rate in rates.items():
+            per_channel = []
+            for c in channels:
+                thr = pot_threshold(saved[f"heldout/{_key(det, c)}"], level=0.9, q=0.001).threshold
+                normal = saved[f"labels/{c}"] == 0
+                per_channel.append(np.mean(saved[f"test/{_key(det, c)}"][normal] > thr))
+            assert rate == pytest.approx(np.mean(per_channel), abs=1e-12), det
+    # Shown to the reader beside the rate POT was asked for.
+    assert all(0.0 <= r <= 1.0 for r in rates.values())
+    shown = shown_text(run[1].output_notebook)
+    assert "POT was asked for a false-alarm rate of q = 0.10% of normal scores" in shown
+    assert f"mtad-gat untrained {rates['mtad-gat untrained']:.2%}" in shown
+    untrained = f"untrained {rates['mtad-gat untrained']:.2%}"
+    assert any(line.startswith("Alarms on the test series' normal") and untrained in line for line in m["summary"])
+
+
+@pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
 def test_cross_fitted_span_is_chosen_on_the_other_fold_from_the_saved_scores(run, m):
     cf = m["smoothing"]["cross_fitted"]
     assert cf["folds"] == 2 and cf["candidates"] == [1, 10, 30, 105]
