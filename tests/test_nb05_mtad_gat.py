@@ -127,8 +127,13 @@ def test_smoothed_scores_are_tried_on_every_detector_with_the_same_rule(run, m):
     assert any(line.startswith("Smoothed scores (section 5b") for line in m["summary"])
 
 
+def _prefix(detector: str) -> str:
+    """The key prefix of a detector's saved scores in the table's run (MTAD-GAT's: its first seed)."""
+    return f"{detector}/seed0" if detector.startswith("mtad-gat") else detector
+
+
 def _key(detector: str, channel: str) -> str:
-    return f"{detector}/seed0/{channel}" if detector.startswith("mtad-gat") else f"{detector}/{channel}"
+    return f"{_prefix(detector)}/{channel}"
 
 
 @pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
@@ -151,6 +156,38 @@ def test_alarm_rates_on_normal_test_steps_are_recomputed_from_the_saved_scores(r
     assert f"mtad-gat untrained {rates['mtad-gat untrained']:.2%}" in shown
     untrained = f"untrained {rates['mtad-gat untrained']:.2%}"
     assert any(line.startswith("Alarms on the test series' normal") and untrained in line for line in m["summary"])
+
+
+def _fixed_ratio_row(saved, key: str, channels: list[str], ratio_pct: float) -> dict[str, float]:
+    """Channel means at the top `ratio_pct` % of each channel's held-out and test scores pooled (section 5c)."""
+    rows = []
+    for c in channels:
+        held, test, lab = saved[f"heldout/{key}/{c}"], saved[f"test/{key}/{c}"], saved[f"labels/{c}"]
+        pooled = np.concatenate([held, test])
+        thr = np.percentile(pooled, 100 - ratio_pct)
+        # The rule's promise, whatever the test scores' shift: at most r % of the pooled steps alarm
+        # (linear interpolation can let one more step through; ties above the threshold let fewer).
+        assert np.mean(pooled > thr) <= ratio_pct / 100 + 1 / len(pooled), (key, c)
+        rows.append({**evaluate(test, lab, thr), "normal_alarm_rate": float(np.mean(test[lab == 0] > thr))})
+    keys = ("f1", "recall", "event_recall", "composite_f1", "pak_auc", "normal_alarm_rate")
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+def test_fixed_ratio_rule_is_recomputed_from_the_saved_scores(run, m):
+    fr = m["fixed_ratio"]
+    ratio = {"msl": 1.0, "smd": 0.5}[run[0]]  # Anomaly Transformer's ratios, the default
+    assert fr["ratio_pct"] == ratio and fr["rule"] == f"top {ratio:g} % of held-out and test scores"
+    assert [r["detector"] for r in fr["rows"]] == DETECTORS
+    channels = RUNS[run[0]][0]
+    with np.load(run[1].output_notebook.parent / "scores.npz") as saved:
+        for row in fr["rows"]:
+            recomputed = _fixed_ratio_row(saved, _prefix(row["detector"]), channels, ratio)
+            for k, v in recomputed.items():
+                assert row[k] == pytest.approx(v, abs=1e-12), (row["detector"], k)
+    by = {r["detector"]: r for r in fr["rows"]}
+    line = f"MTAD-GAT {by['mtad-gat']['composite_f1']:.3f} / {by['mtad-gat']['pak_auc']:.3f}"
+    assert any(s.startswith("Fixed ratio (section 5c") and line in s for s in m["summary"])
+    assert "def fixed_ratio_threshold" in shown_text(run[1].output_notebook)  # the rule is shown, not hidden
 
 
 @pytest.mark.filterwarnings("ignore::tgad_lite.anomaly.threshold.ThresholdWarning")
@@ -339,6 +376,16 @@ def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(
         recomputed = row_from_saved("mtad-gat/seed0", span=10)
         (row,) = [r for r in sm["smoothing"]["rows"] if (r["span"], r["detector"]) == (10, "mtad-gat")]
         assert recomputed["f1"] == pytest.approx(row["f1"]) and recomputed["pak_auc"] == pytest.approx(row["pak_auc"])
+        # Section 5c per seed: each seed's trained and untrained scores at their own fixed-ratio thresholds.
+        ratio_rows = {
+            (name, s): _fixed_ratio_row(saved, f"{name}/seed{s}", machines, 0.5)
+            for name in ("mtad-gat", "mtad-gat untrained")
+            for s in (0, 1)
+        }
+    for key in ("f1", "composite_f1", "pak_auc"):
+        gains = [ratio_rows[("mtad-gat", s)][key] - ratio_rows[("mtad-gat untrained", s)][key] for s in (0, 1)]
+        assert sm["fixed_ratio"]["paired_gain"][key]["mean"] == pytest.approx(sum(gains) / 2, abs=1e-12)
+        assert sm["fixed_ratio"]["paired_gain"][key]["seeds_better"] == sum(g > 0 for g in gains)
     paired = sm["smoothing"]["paired_gain"]
     assert set(paired) == {"1", "10", "30", "105"}
     for key in ("f1", "composite_f1", "pak_auc"):

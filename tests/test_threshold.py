@@ -1,5 +1,5 @@
 """Thresholds (tgad_lite.anomaly.threshold): POT on known tails, the shape-0 likelihood's sign,
-SPOT/DSPOT streaming, Hundman's dynamic threshold with pruning, percentile and oracle thresholds."""
+SPOT/DSPOT streaming, Hundman's dynamic threshold with pruning, percentile, fixed-ratio and oracle thresholds."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tgad_lite.anomaly.threshold import (
     dynamic_threshold,
     exponential_log_likelihood,
     fit_gpd,
+    fixed_ratio_threshold,
     gpd_log_likelihood,
     percentile_threshold,
     pot_threshold,
@@ -412,6 +413,38 @@ def test_percentile_threshold_hand_computed():
     assert percentile_threshold([1.0, 2.0, 3.0], pct=50) == 2.0
     with pytest.raises(ValueError, match="pct must be"):
         percentile_threshold([1.0], pct=120)
+
+
+def test_fixed_ratio_threshold_hand_computed():
+    # 0..19 together; the 95th percentile by linear interpolation: rank 0.95 * 19 = 18.05 -> 18.05.
+    thr = fixed_ratio_threshold(np.arange(10.0), np.arange(10.0, 20.0), ratio_pct=5)
+    assert thr == pytest.approx(18.05)
+    assert np.flatnonzero(np.arange(10.0, 20.0) > thr).tolist() == [9]  # 1 alarm of 20 steps: 5 %
+    # The reference and test parts enter alike: only the pooled values matter.
+    assert fixed_ratio_threshold(np.arange(10.0, 20.0), np.arange(10.0), ratio_pct=5) == thr
+
+
+def test_fixed_ratio_threshold_holds_its_rate_when_the_test_scores_shift():
+    rng = np.random.default_rng(0)
+    reference, test = rng.normal(0, 1, 20_000), rng.normal(3, 1, 20_000)  # every test score shifted up by 3 sd
+    # A percentile of the reference alone alarms on most of the shifted test series ...
+    assert np.mean(test > percentile_threshold(reference, pct=99)) > 0.6
+    # ... the pooled percentile alarms on 1 % of all steps, however far the test part moved.
+    thr = fixed_ratio_threshold(reference, test, ratio_pct=1)
+    assert np.mean(np.concatenate([reference, test]) > thr) == pytest.approx(0.01, abs=1e-4)
+
+
+def test_fixed_ratio_threshold_refuses_bad_input():
+    with pytest.raises(ValueError, match="ratio_pct must be a percentage in"):
+        fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct=0)
+    with pytest.raises(ValueError, match="ratio_pct must be a percentage in"):
+        fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct=100)
+    with pytest.raises(ValueError, match="ratio_pct must be a percentage in"):
+        fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct=float("nan"))
+    with pytest.raises(ValueError, match="test_scores holds 1 non-finite"):
+        fixed_ratio_threshold([1.0, 2.0], [3.0, np.inf])
+    with pytest.raises(ValueError, match="reference_scores has 0 values"):
+        fixed_ratio_threshold([], [3.0])
 
 
 def test_best_f1_threshold_hand_computed():

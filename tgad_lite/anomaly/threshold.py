@@ -44,6 +44,7 @@ __all__ = [
     "dynamic_threshold",
     "exponential_log_likelihood",
     "fit_gpd",
+    "fixed_ratio_threshold",
     "gpd_log_likelihood",
     "percentile_threshold",
     "pot_threshold",
@@ -636,6 +637,26 @@ def percentile_threshold(train_scores: Any, pct: float = 99.0) -> float:
     if not 0 <= pct <= 100:
         raise ValueError(f"pct must be a percentile in [0, 100], got {pct!r}")
     return float(np.percentile(_scores_1d(train_scores, "train_scores"), pct))
+
+
+def fixed_ratio_threshold(reference_scores: Any, test_scores: Any, ratio_pct: float = 1.0) -> float:
+    """The ``(100 - ratio_pct)``-th percentile of reference ``[T_ref]`` and test ``[T_test]`` scores together.
+
+    Alarm when ``score > threshold``: about ``ratio_pct`` % of all those steps alarm, however far the test
+    scores have shifted from the reference ones, so every detector judged with it spends the same alarm
+    budget and only its ranking of the steps differs. It is Anomaly Transformer's rule (Xu et al., ICLR
+    2022), reused by Time-Series-Library (TimesNet and others), with the authors' ratios: 1 % for MSL and
+    SMAP, 0.5 % for SMD. It reads no labels, but it reads the *test scores*: it is an offline rule that
+    needs the whole test series before its first alarm, unlike POT or a percentile fitted on training
+    scores alone (:func:`percentile_threshold`).
+    """
+    if not 0.0 < ratio_pct < 100.0:
+        raise ValueError(
+            f"ratio_pct must be a percentage in (0, 100), the share of steps that alarm, got {ratio_pct!r}"
+        )
+    reference = _scores_1d(reference_scores, "reference_scores")
+    test = _scores_1d(test_scores, "test_scores")
+    return float(np.percentile(np.concatenate([reference, test]), 100.0 - ratio_pct))
 
 
 @dataclass(frozen=True)
