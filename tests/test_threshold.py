@@ -441,6 +441,8 @@ def test_fixed_ratio_threshold_refuses_bad_input():
         fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct=100)
     with pytest.raises(ValueError, match="ratio_pct must be a percentage in"):
         fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct=float("nan"))
+    with pytest.raises(ValueError, match="ratio_pct must be a percentage in"):
+        fixed_ratio_threshold([1.0, 2.0], [3.0], ratio_pct="1")
     with pytest.raises(ValueError, match="test_scores holds 1 non-finite"):
         fixed_ratio_threshold([1.0, 2.0], [3.0, np.inf])
     with pytest.raises(ValueError, match="reference_scores has 0 values"):

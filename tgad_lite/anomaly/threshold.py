@@ -11,6 +11,8 @@ greater), so a threshold from any function can be swapped for another without an
 - :func:`dynamic_threshold`: the non-parametric threshold of Hundman et al. (KDD 2018, telemanom):
   smoothed errors, ``mean + z * std`` chosen by a score, then pruning of marginal sequences.
 - :func:`percentile_threshold`: a fixed percentile of *training* scores (no labels).
+- :func:`fixed_ratio_threshold`: the top ``r`` % of training-side and test scores pooled (Anomaly
+  Transformer's rule): holds its alarm rate under any shift, but reads the test scores (no labels).
 - :func:`best_f1_threshold`: the **oracle** -- it reads the test labels, so it is an upper bound
   for comparison, never a threshold a deployed detector could use.
 
@@ -642,15 +644,15 @@ def percentile_threshold(train_scores: Any, pct: float = 99.0) -> float:
 def fixed_ratio_threshold(reference_scores: Any, test_scores: Any, ratio_pct: float = 1.0) -> float:
     """The ``(100 - ratio_pct)``-th percentile of reference ``[T_ref]`` and test ``[T_test]`` scores together.
 
-    Alarm when ``score > threshold``: about ``ratio_pct`` % of all those steps alarm, however far the test
-    scores have shifted from the reference ones, so every detector judged with it spends the same alarm
-    budget and only its ranking of the steps differs. It is Anomaly Transformer's rule (Xu et al., ICLR
-    2022), reused by Time-Series-Library (TimesNet and others), with the authors' ratios: 1 % for MSL and
-    SMAP, 0.5 % for SMD. It reads no labels, but it reads the *test scores*: it is an offline rule that
-    needs the whole test series before its first alarm, unlike POT or a percentile fitted on training
-    scores alone (:func:`percentile_threshold`).
+    Alarm when ``score > threshold``: about ``ratio_pct`` % of all those steps alarm (fewer where scores
+    tie at the threshold), however far the test scores have shifted from the reference ones, so every
+    detector judged with it spends the same alarm budget and only its ranking of the steps differs. It
+    is Anomaly Transformer's rule (Xu et al., ICLR 2022), reused by Time-Series-Library (TimesNet and
+    others), with the authors' ratios: 1 % for MSL and SMAP, 0.5 % for SMD. It reads no labels, but it
+    reads the *test scores*: it is an offline rule that needs the whole test series before its first
+    alarm, unlike POT or a percentile fitted on training scores alone (:func:`percentile_threshold`).
     """
-    if not 0.0 < ratio_pct < 100.0:
+    if isinstance(ratio_pct, bool) or not isinstance(ratio_pct, (int, float, np.floating)) or not 0 < ratio_pct < 100:
         raise ValueError(
             f"ratio_pct must be a percentage in (0, 100), the share of steps that alarm, got {ratio_pct!r}"
         )
