@@ -413,12 +413,20 @@ def test_percentile_threshold_hand_computed():
     assert percentile_threshold([1.0, 2.0, 3.0], pct=50) == 2.0
     with pytest.raises(ValueError, match="pct must be"):
         percentile_threshold([1.0], pct=120)
+    with pytest.raises(ValueError, match="pct must be"):
+        percentile_threshold([1.0], pct="99")
+    # a numpy float32 pct (95 is exact in float32) gives the float64 percentile, 18.05, not one computed
+    # in float32 (18.049999237...)
+    assert percentile_threshold(np.arange(20.0), pct=np.float32(95)) == percentile_threshold(np.arange(20.0), pct=95)
 
 
 def test_fixed_ratio_threshold_hand_computed():
     # 0..19 together; the 95th percentile by linear interpolation: rank 0.95 * 19 = 18.05 -> 18.05.
     thr = fixed_ratio_threshold(np.arange(10.0), np.arange(10.0, 20.0), ratio_pct=5)
     assert thr == pytest.approx(18.05)
+    # numpy numbers are numbers: the same threshold from np.int64 / np.float32 ratios
+    assert fixed_ratio_threshold(np.arange(10.0), np.arange(10.0, 20.0), ratio_pct=np.int64(5)) == thr
+    assert fixed_ratio_threshold(np.arange(10.0), np.arange(10.0, 20.0), ratio_pct=np.float32(5)) == thr
     assert np.flatnonzero(np.arange(10.0, 20.0) > thr).tolist() == [9]  # 1 alarm of 20 steps: 5 %
     # The reference and test parts enter alike: only the pooled values matter.
     assert fixed_ratio_threshold(np.arange(10.0, 20.0), np.arange(10.0), ratio_pct=5) == thr

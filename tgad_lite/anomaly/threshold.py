@@ -25,6 +25,7 @@ inputs that still allow a threshold (too few peaks, a collapsing tail fit) give 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections import deque
 from dataclasses import dataclass, field, fields
@@ -636,9 +637,10 @@ def percentile_threshold(train_scores: Any, pct: float = 99.0) -> float:
 
     Uses no labels and no test data: fit it on scores of normal training data, apply it to test.
     """
-    if not 0 <= pct <= 100:
+    if isinstance(pct, bool) or not isinstance(pct, numbers.Real) or not 0 <= pct <= 100:
         raise ValueError(f"pct must be a percentile in [0, 100], got {pct!r}")
-    return float(np.percentile(_scores_1d(train_scores, "train_scores"), pct))
+    # float(): a numpy float32 pct would make numpy compute the percentile in float32
+    return float(np.percentile(_scores_1d(train_scores, "train_scores"), float(pct)))
 
 
 def fixed_ratio_threshold(reference_scores: Any, test_scores: Any, ratio_pct: float = 1.0) -> float:
@@ -652,13 +654,14 @@ def fixed_ratio_threshold(reference_scores: Any, test_scores: Any, ratio_pct: fl
     reads the *test scores*: it is an offline rule that needs the whole test series before its first
     alarm, unlike POT or a percentile fitted on training scores alone (:func:`percentile_threshold`).
     """
-    if isinstance(ratio_pct, bool) or not isinstance(ratio_pct, (int, float, np.floating)) or not 0 < ratio_pct < 100:
+    if isinstance(ratio_pct, bool) or not isinstance(ratio_pct, numbers.Real) or not 0 < ratio_pct < 100:
         raise ValueError(
             f"ratio_pct must be a percentage in (0, 100), the share of steps that alarm, got {ratio_pct!r}"
         )
     reference = _scores_1d(reference_scores, "reference_scores")
     test = _scores_1d(test_scores, "test_scores")
-    return float(np.percentile(np.concatenate([reference, test]), 100.0 - ratio_pct))
+    # float(): a numpy float32 ratio would make numpy compute the percentile in float32
+    return float(np.percentile(np.concatenate([reference, test]), 100.0 - float(ratio_pct)))
 
 
 @dataclass(frozen=True)
