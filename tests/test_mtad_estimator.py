@@ -338,3 +338,19 @@ def test_fit_one_epoch_on_cuda_and_load_on_cpu(tmp_path):
     total = est.score(test)
     back = MTADGAT.load(est.save(tmp_path / "gpu.pt"), device="cpu")
     np.testing.assert_allclose(back.score(test), total, rtol=1e-4, atol=1e-6)
+
+
+def test_target_features_score_only_those_columns_and_round_trip(tmp_path):
+    train, test = sine(400), sine(200, offset=400, seed=1)
+    est = MTADGAT(F, **SMALL, target_features=(2, 0)).fit(train, **{**FIT, "epochs": 1}, seed=0)
+    assert est.config["target_features"] == [2, 0]  # stored as the model reads it
+    total, per_feature = est.score_with_features(test)
+    assert per_feature.shape == (len(test), 2) and np.isfinite(per_feature).all()
+    np.testing.assert_allclose(total, per_feature.sum(axis=1))
+    path = est.save(tmp_path / "targets.pt")
+    back = MTADGAT.load(path, target_features=[2, 0])
+    np.testing.assert_array_equal(back.score_features(test), per_feature)
+    with pytest.raises(CheckpointMismatchError, match=r"target_features: checkpoint \[2, 0\] vs now \[0\]"):
+        MTADGAT.load(path, target_features=[0])
+    with pytest.raises(ValueError, match=r"distinct indices in \[0, 2\]"):
+        MTADGAT(F, **SMALL, target_features=[3])  # refused at construction, before any data

@@ -412,3 +412,78 @@ def test_score_consecutive_encodes_each_window_once_and_equals_score(mode, sampl
         model.score_consecutive(windows.flip(0))
     with pytest.raises(ValueError, match="at least 2 consecutive windows"):
         model.score_consecutive(windows[:1])
+
+
+# ---------------------------------------------------------------- target features
+
+
+def test_target_features_forecast_reconstruct_and_score_only_those_columns(float64):
+    torch.manual_seed(0)
+    targets = [2, 0]  # any order: column j of the outputs is feature targets[j]
+    model = small_model("both", target_features=targets)
+    randomise(model, 1)
+    model.eval()
+    x, y = torch.randn(B, W, NF), torch.randn(B, NF)
+    out = model(x)
+    assert out["forecast"].shape == (B, 2) and out["recon_mu"].shape == (B, W, 2)
+    terms = model.loss(x, y)
+    rmse = ((out["forecast"] - y[:, targets]) ** 2).mean().sqrt()
+    nll = -torch.distributions.Normal(out["recon_mu"], (0.5 * out["recon_logvar"]).exp()).log_prob(x[..., targets])
+    q = torch.distributions.Normal(out["z_mu"], (0.5 * out["z_logvar"]).exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1).mean() / (W * 2)
+    assert torch.allclose(terms["forecast_rmse"], rmse, atol=1e-12)
+    assert torch.allclose(terms["recon_nll"], nll.mean(), atol=1e-12)
+    assert torch.allclose(terms["kl"], kl, atol=1e-12)
+    gamma = 0.7
+    s = model.score(x, y, gamma=gamma)
+    shifted = model(torch.cat([x[:, 1:], y[:, None]], dim=1))
+    p = reconstruction_probability(y[:, targets], shifted["recon_mu"][:, -1], shifted["recon_logvar"][:, -1])
+    expected = ((y[:, targets] - out["forecast"]) ** 2 + gamma * (1 - p)) / (1 + gamma)
+    assert s.shape == (B, 2) and torch.allclose(s, expected, atol=1e-12, rtol=0)
+    windows = torch.cat([x, torch.cat([x[-1:, 1:], y[-1:, None]], dim=1)])  # not consecutive: use score()
+    assert model.score(windows[:-1], y).shape == (B, 2)
+
+
+def test_target_features_read_every_column_but_score_only_the_targets(float64):
+    torch.manual_seed(0)
+    model = small_model("forecasting", target_features=[0])
+    randomise(model, 2)
+    model.eval()
+    x, y = torch.randn(B, W, NF), torch.randn(B, NF)
+    base = model.score(x, y)
+    other_next = y.clone()
+    # A non-target column's next value is never judged (with a VAE it still enters the shifted window
+    # the encoder reads, as every column of a window does) ...
+    other_next[:, 1:] += 5.0
+    assert torch.equal(model.score(x, other_next), base)
+    other_input = x.clone()
+    other_input[:, :, 3] += 5.0  # ... but the encoder reads every column of the window
+    assert not torch.allclose(model.score(other_input, y), base)
+
+
+def test_all_columns_as_targets_is_the_default_model(float64):
+    x, y = torch.randn(B, W, NF), torch.randn(B, NF)
+    outputs = []
+    for targets in (None, list(range(NF))):
+        torch.manual_seed(5)
+        model = small_model("both", target_features=targets).eval()
+        outputs.append((model.loss(x, y)["total"], model.score(x, y, gamma=0.5)))
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+
+
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        ([], "non-empty list of int column indices"),
+        ([True], "non-empty list of int column indices"),
+        ([0.0], "non-empty list of int column indices"),
+        ("0", r"None \(all features\) or a list of column indices"),
+        (0, r"None \(all features\) or a list of column indices"),
+        ([4], r"distinct indices in \[0, 3\] \(n_features=4\), got \[4\]; out of range: \[4\]"),
+        ([-1, 0], r"out of range: \[-1\]"),
+        ([1, 1], "repeated indices"),
+    ],
+)
+def test_bad_target_features_are_refused(targets, message):
+    with pytest.raises(ValueError, match=message):
+        small_model(target_features=targets)

@@ -10,6 +10,7 @@ says it is a smoke run; the saved notebook holds no progress spam. Speed is not 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -401,3 +402,49 @@ def test_the_seed_study_pairs_every_trained_seed_with_its_own_untrained_weights(
         gains = [r["trained"][key] - r["untrained"][key] for r in cross["seed_rows"]]
         assert cross["paired_gain"][key]["mean"] == pytest.approx(sum(gains) / 2)
         assert cross["paired_gain"][key]["seeds_better"] == sum(g > 0 for g in gains)
+
+
+def test_telemetry_targets_score_column_zero_only(run_notebook_once, data_mirror):
+    # The popular port's MSL/SMAP choice: the heads forecast, reconstruct and score column 0 alone.
+    if data_mirror is None or not (data_mirror / "MSL" / "labeled_anomalies.csv").is_file():
+        pytest.skip("needs the real MSL files in $TGAD_DATA_MIRROR")
+    result = run_notebook_once("05_mtad_gat", target_features=[0], epochs=1)
+    tm = result.metrics["metrics"]
+    assert result.metrics["params"]["target_features"] == [0] and tm["config"]["target_features"] == [0]
+    assert tm["attribution_num_events"] > 0
+    for ev in tm["attribution_events"]:  # one scored column: every event is blamed on it, wholly
+        assert ev["culprit 1"] == "telemetry (100%)" and "culprit 2" not in ev
+    # The SMD stand-in's models still score every metric (HitRate ranks them all), so its attribution runs.
+    hit = {row["detector"]: row for row in tm["hitrate_table"]}
+    assert 0 <= hit["mtad-gat"]["HitRate@100%"] <= 1 and hit["mtad-gat"]["HitRate@150%"] > 0
+    # The saved per-channel scores are the sums the tables used, of one column only: a fixed-ratio row recomputes.
+    channels = RUNS["msl"][0]
+    with np.load(result.output_notebook.parent / "scores.npz") as saved:
+        recomputed = _fixed_ratio_row(saved, "mtad-gat/seed0", channels, 1.0)
+    (row,) = [r for r in tm["fixed_ratio"]["rows"] if r["detector"] == "mtad-gat"]
+    assert recomputed["pak_auc"] == pytest.approx(row["pak_auc"]) and recomputed["f1"] == pytest.approx(row["f1"])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(target_features=[60]), r"target_features must be distinct indices in \[0, 54\]"),
+        (dict(dataset="smd", target_features=[0]), "target_features is for MSL and SMAP"),
+    ],
+)
+def test_bad_target_features_stop_before_any_training(tmp_path, data_mirror, params, message):
+    from tgad_lite.notebooks import run_notebook
+
+    if data_mirror is None and params.get("dataset") != "smd":
+        pytest.skip("needs the real MSL files in $TGAD_DATA_MIRROR")
+    result = run_notebook(NOTEBOOK, tmp_path / "run", profile="smoke", parameters=params)
+    assert not result.ok and re.search(message, str(result.error)), result.error
+    assert not (result.output_notebook.parent / "scores.npz").exists()  # it stopped before training
+
+
+def test_a_target_features_string_is_refused_by_the_runner(tmp_path):
+    from tgad_lite.notebooks import ParameterError, run_notebook
+
+    with pytest.raises(ParameterError, match=r"'target_features' of 05_mtad_gat.ipynb expects list\[int\] \| None"):
+        run_notebook(NOTEBOOK, tmp_path / "run", profile="smoke", parameters={"target_features": "telemetry"})
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("scores.npz"))

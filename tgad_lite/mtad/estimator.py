@@ -21,7 +21,9 @@ loop runs over samples.
 
 **Per-feature and total scores.** ``per_feature[t, f]`` is the model's score
 ``(err_forecast + gamma * (1 - p_reconstruction)) / (1 + gamma)`` (or the one term the ``mode`` has);
-``total[t]`` is its sum over features, as in Zhao et al. (2020).
+``total[t]`` is its sum over features, as in Zhao et al. (2020). With ``target_features`` (see
+:mod:`tgad_lite.mtad.model`) only those columns are forecast, reconstructed and scored:
+``per_feature`` is ``[T, F_t]`` and ``total`` their sum.
 
 **Normalisation.** Min-max per feature, fitted on ``train`` only
 (:func:`tgad_lite.anomaly.protocol.fit_normaliser`) and applied unchanged to every scored series;
@@ -168,7 +170,11 @@ class MTADGAT(Detector):
         # Build one model now so a bad value (a negative window, an unknown mode) fails at construction,
         # not after the data is loaded; fork_rng keeps the caller's random stream untouched.
         with torch.random.fork_rng(devices=[]):
-            cls(self.n_features, **self.model_config)
+            built = cls(self.n_features, **self.model_config)
+        # The model's own reading of each key (target_features (0,) is stored as [0]), so a saved config
+        # compares equal to the same detector built again.
+        self.model_config = {k: built.config.get(k, v) for k, v in self.model_config.items()}
+        self.n_targets = built.n_targets
         self.window = int(self.model_config.get("window", 100))
         mode = self.model_config.get("mode", "both")
         self.name = "mtad-gat" if mode == "both" else f"mtad-gat-{mode}"
@@ -311,7 +317,10 @@ class MTADGAT(Detector):
     def score_with_features(
         self, x: Any, gamma: float | None = None, batch_size: int = 256
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(total [T], per_feature [T, F])`` float64 for ``x [T, F]`` (``T >= window + 1``).
+        """``(total [T], per_feature [T, F_t])`` float64 for ``x [T, F]`` (``T >= window + 1``).
+
+        ``F_t = F`` unless the config's ``target_features`` picks columns; then column ``j`` of
+        ``per_feature`` scores feature ``target_features[j]`` and ``total`` sums those columns only.
 
         ``gamma`` overrides the configured weight of the reconstruction term for this call (no
         retraining needed: it only enters the score). ``batch_size`` windows are scored at a time.
@@ -325,7 +334,7 @@ class MTADGAT(Detector):
         z = torch.as_tensor(self.normaliser_.transform(x), dtype=torch.float32, device=self.device_)
         windows = sliding_windows(z, w)
         n = z.shape[0] - w
-        out = np.empty((z.shape[0], self.n_features), dtype=np.float64)
+        out = np.empty((z.shape[0], self.n_targets), dtype=np.float64)
         was_training = model.training
         model.eval()
         try:
@@ -346,7 +355,9 @@ class MTADGAT(Detector):
         return self.score_with_features(x)[0]
 
     def score_features(self, x: Any) -> np.ndarray:
-        """Per-feature anomaly scores ``[T, F]`` (higher = that feature is more anomalous at that step)."""
+        """Per-feature anomaly scores ``[T, F_t]`` (higher = that feature is more anomalous at that step).
+
+        ``F_t = F`` unless ``target_features`` is set (see :meth:`score_with_features`)."""
         return self.score_with_features(x)[1]
 
     # ------------------------------------------------------------------ save / load

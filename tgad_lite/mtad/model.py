@@ -21,6 +21,12 @@ the two-sided tail probability under the decoder's Gaussian,
 ``p = P(|X - mu_x| >= |x - mu_x|) = erfc(|x - mu_x| / (sigma_x sqrt 2))`` in ``(0, 1]``: 1 at the mean,
 0.317 one standard deviation away, 0.0027 at three; averaged over ``samples`` draws of ``z``.
 A density would not do: it exceeds 1 for a narrow Gaussian, so ``1 - p`` would have no fixed range.
+
+**Target features.** ``target_features`` (default ``None``: all ``F``) picks the ``F_t`` columns the
+heads forecast, reconstruct and score; the encoder still reads all ``F``. The popular port does this
+for MSL and SMAP (``target_dims = [0]``): column 0 is the telemetry the labels describe, the other
+columns one-hot commands. On a column that is almost always 0 a trained decoder learns a tiny
+variance, so every command toggle scores ``1 - p`` near 1 there, in normal stretches as well.
 """
 
 from __future__ import annotations
@@ -49,6 +55,30 @@ def gaussian_nll(x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (math.log(2 * math.pi) + logvar + (x - mu) ** 2 * torch.exp(-logvar))
 
 
+def _check_targets(target_features: object, n_features: int) -> list[int] | None:
+    """``None`` or a list of distinct column indices in ``[0, n_features)``, in the order given."""
+    if target_features is None:
+        return None
+    if isinstance(target_features, str | bytes) or not hasattr(target_features, "__iter__"):
+        raise ValueError(
+            f"target_features must be None (all features) or a list of column indices, got {target_features!r}; "
+            "for MSL/SMAP telemetry pass [0]"
+        )
+    targets = list(target_features)
+    if not targets or any(isinstance(t, bool) or not isinstance(t, int) for t in targets):
+        raise ValueError(
+            f"target_features must be a non-empty list of int column indices, got {target_features!r}; "
+            "pass None to forecast, reconstruct and score every feature"
+        )
+    bad = [t for t in targets if not 0 <= t < n_features]
+    if bad or len(set(targets)) != len(targets):
+        raise ValueError(
+            f"target_features must be distinct indices in [0, {n_features - 1}] (n_features={n_features}), "
+            f"got {targets}" + (f"; out of range: {bad}" if bad else "; repeated indices")
+        )
+    return [int(t) for t in targets]
+
+
 class MTADGATModel(nn.Module):
     """MTAD-GAT network on windows ``x [B, W, F]``; paper settings as defaults.
 
@@ -67,6 +97,8 @@ class MTADGATModel(nn.Module):
         mode: ``"forecasting"``, ``"reconstruction"`` or ``"both"`` (paper: both, joint loss).
         chunk_size: GATv2 windows per chunk (``None``: whole batch).
         attention_bias: the learnt ``[K, K]`` score bias of the port.
+        target_features: columns the heads forecast, reconstruct and score, ``F_t`` distinct indices in
+            ``[0, F)`` (``None``: all ``F``, the paper; ``[0]``: MSL/SMAP telemetry, as the port).
     """
 
     def __init__(
@@ -86,6 +118,7 @@ class MTADGATModel(nn.Module):
         mode: str = "both",
         chunk_size: int | None = None,
         attention_bias: bool = True,
+        target_features: list[int] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -106,7 +139,13 @@ class MTADGATModel(nn.Module):
             raise ValueError(f"gat must be one of {'|'.join(GAT_CHOICES)}, got {gat!r}")
         if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r} (paper 0.3; 0 turns it off)")
+        targets = _check_targets(target_features, n_features)
         self.n_features, self.window, self.mode, self.gat = n_features, window, mode, gat
+        self.n_targets = n_features if targets is None else len(targets)
+        # None keeps the all-features path free of an index copy; a buffer follows the model to its device.
+        self.register_buffer(
+            "target_index", None if targets is None else torch.tensor(targets, dtype=torch.long), persistent=False
+        )
         self.config = dict(
             n_features=n_features,
             window=window,
@@ -123,6 +162,7 @@ class MTADGATModel(nn.Module):
             mode=mode,
             chunk_size=chunk_size,
             attention_bias=attention_bias,
+            target_features=targets,
         )
 
         self.conv = nn.Conv1d(n_features, n_features, kernel_size, padding="same")
@@ -142,7 +182,7 @@ class MTADGATModel(nn.Module):
             for _ in range(forecast_layers - 1):
                 layers += [nn.Linear(width, forecast_hidden), nn.ReLU(), nn.Dropout(dropout)]
                 width = forecast_hidden
-            layers.append(nn.Linear(width, n_features))
+            layers.append(nn.Linear(width, self.n_targets))
             self.forecaster = nn.Sequential(*layers)
 
         self.encoder: nn.Linear | None = None
@@ -155,7 +195,7 @@ class MTADGATModel(nn.Module):
             # forward, its gradients after its backward) serves the decoder, and the other way round,
             # instead of each keeping its own set (MSL, hidden 150, one thread: training peak RSS 0.90 -> 0.87 GB).
             self.decoder.workspace = self.gru.workspace
-            self.decoder_out = nn.Linear(recon_hidden, 2 * n_features)  # -> per-step (mu_x, logvar_x)
+            self.decoder_out = nn.Linear(recon_hidden, 2 * self.n_targets)  # -> per-step (mu_x, logvar_x)
 
     def release_workspace(self) -> None:
         """Free the GRUs' scratch buffers; the estimator calls it when a training or a scoring pass ends.
@@ -212,6 +252,10 @@ class MTADGATModel(nn.Module):
         self._check_values(y_next, "y_next")
 
     # ------------------------------------------------------------------ forward
+    def targets(self, t: Tensor) -> Tensor:
+        """The target columns of ``t [..., F]``: ``[..., F_t]`` (``t`` itself when every feature is a target)."""
+        return t if self.target_index is None else t.index_select(-1, self.target_index)
+
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         """Shared trunk: ``x [B, W, F]`` -> ``h [B, H]`` and the attention ``[B, F, F]``, ``[B, W, W]``."""
         c = F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # [B, W, F]; Conv1d wants [B, F, W]
@@ -221,7 +265,7 @@ class MTADGATModel(nn.Module):
         return {"h": h_n[-1], "feature_attention": a_feat, "time_attention": a_time}
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``z [B, L]`` -> ``(mu_x, logvar_x)`` each ``[B, W, F]``; ``z`` is fed unchanged at every step."""
+        """``z [B, L]`` -> ``(mu_x, logvar_x)`` each ``[B, W, F_t]``; ``z`` is fed unchanged at every step."""
         # Sample b's own z at each of the W steps (as feeding z.unsqueeze(1).expand(-1, W, -1)); the
         # GRU computes the input projection of z once instead of W times (see tgad_lite.mtad.gru).
         out, _ = self.decoder.forward_repeated(z, self.window)
@@ -232,9 +276,10 @@ class MTADGATModel(nn.Module):
         """``x [B, W, F]`` -> dict; keys by mode.
 
         Always ``h [B, H]``, ``feature_attention [B, F, F]``, ``time_attention [B, W, W]``;
-        forecasting: ``forecast [B, F]``; reconstruction: ``z_mu``, ``z_logvar``, ``z [B, L]`` and
-        ``recon_mu``, ``recon_logvar [B, W, F]``. ``z`` is a reparameterised draw in training mode and
-        ``z_mu`` in eval mode (deterministic scores unless :meth:`score` asks for samples).
+        forecasting: ``forecast [B, F_t]``; reconstruction: ``z_mu``, ``z_logvar``, ``z [B, L]`` and
+        ``recon_mu``, ``recon_logvar [B, W, F_t]`` (``F_t = F`` unless ``target_features`` picks columns).
+        ``z`` is a reparameterised draw in training mode and ``z_mu`` in eval mode (deterministic scores
+        unless :meth:`score` asks for samples).
         """
         self.check_window(x)
         out = self.encode(x)
@@ -256,27 +301,28 @@ class MTADGATModel(nn.Module):
         """Joint training loss on windows ``x [B, W, F]`` and next steps ``y_next [B, F]``; scalars.
 
         ``forecast_rmse``: RMSE of the forecast (paper). ``recon_nll``: Gaussian negative log-likelihood
-        of ``x`` per element; ``kl``: ``KL(q(z|x) || N(0, I))`` per window divided by ``W * F``, so
+        of ``x`` per element; ``kl``: ``KL(q(z|x) || N(0, I))`` per window divided by ``W * F_t``, so
         ``recon_nll + kl`` is the negative ELBO per element. ``total`` sums the terms the mode has.
+        With ``target_features`` the forecast and the reconstruction are of the target columns only.
         """
         self.check_next(x, y_next)
         out = self(x)
         zero = x.new_zeros(())
         terms = {"forecast_rmse": zero, "recon_nll": zero, "kl": zero}
         if "forecast" in out:
-            terms["forecast_rmse"] = torch.sqrt(F.mse_loss(out["forecast"], y_next))
+            terms["forecast_rmse"] = torch.sqrt(F.mse_loss(out["forecast"], self.targets(y_next)))
         if "recon_mu" in out:
-            terms["recon_nll"] = gaussian_nll(x, out["recon_mu"], out["recon_logvar"]).mean()
+            terms["recon_nll"] = gaussian_nll(self.targets(x), out["recon_mu"], out["recon_logvar"]).mean()
             mu, logvar = out["z_mu"], out["z_logvar"]
             kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(dim=1).mean()
-            terms["kl"] = kl / (self.window * self.n_features)
+            terms["kl"] = kl / (self.window * self.n_targets)
         terms["total"] = terms["forecast_rmse"] + terms["recon_nll"] + terms["kl"]
         return terms
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def score(self, x: Tensor, y_next: Tensor, gamma: float = 1.0, samples: int = 0) -> Tensor:
-        """Per-feature anomaly score of the step ``y_next [B, F]`` after each window ``x [B, W, F]``: ``[B, F]``.
+        """Per-feature anomaly score of the step ``y_next [B, F]`` after each window ``x [B, W, F]``: ``[B, F_t]``.
 
         ``both``: ``(err + gamma * (1 - p)) / (1 + gamma)``; ``forecasting``: ``err``;
         ``reconstruction``: ``1 - p`` in ``[0, 1)``. ``err = (y_next - forecast)^2 >= 0``. ``p`` (see the
@@ -297,7 +343,7 @@ class MTADGATModel(nn.Module):
 
     @torch.no_grad()
     def score_consecutive(self, windows: Tensor, gamma: float = 1.0, samples: int = 0) -> Tensor:
-        """:meth:`score` for consecutive windows of one series, each encoded once: ``[B + 1, W, F]`` -> ``[B, F]``.
+        """:meth:`score` for consecutive windows of one series, each encoded once: ``[B + 1, W, F]`` -> ``[B, F_t]``.
 
         ``windows[i + 1]`` must be ``windows[i]`` shifted by one step (``windows[i + 1][:-1] ==
         windows[i][1:]``), as sliding windows are. Row ``i`` of the result scores the step after
@@ -326,6 +372,7 @@ class MTADGATModel(nn.Module):
 
     def _score(self, h_forecast: Tensor | None, h_recon: Tensor | None, y_next: Tensor, gamma: float, samples: int):
         """The score from the encodings of the forecasting window and of the shifted window, ``[B, H]`` each."""
+        y_next = self.targets(y_next)
         err = None
         if self.forecaster is not None:
             err = (y_next - self.forecaster(h_forecast)) ** 2
